@@ -1,0 +1,136 @@
+"""The one command line both Snakemake rules and DVC stages call: one subcommand per stage.
+
+    mnistbench [--params PATH] [--log PATH] download | prepare | train | evaluate | report
+
+Each subcommand validates the params before any work, then calls one library function. Errors the user can
+fix are printed as one line (no traceback) with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from mnistbench import __version__
+from mnistbench.errors import MnistbenchError
+from mnistbench.params import Params, load_params
+from mnistbench.paths import Layout
+
+log = logging.getLogger("mnistbench")
+
+
+def _download(params: Params, args: argparse.Namespace, layout: Layout) -> None:
+    from mnistbench.data.sources import run_download
+
+    run_download(params, layout)
+
+
+def _prepare(params: Params, args: argparse.Namespace, layout: Layout) -> None:
+    from mnistbench.data.prepare import run_prepare
+
+    run_prepare(params, layout)
+
+
+def _train(params: Params, args: argparse.Namespace, layout: Layout) -> None:
+    from mnistbench.training import run_train
+
+    run_train(params, args.model, args.seed, args.threads, layout)
+
+
+def _evaluate(params: Params, args: argparse.Namespace, layout: Layout) -> None:
+    from mnistbench.evaluation import run_evaluate
+
+    run_evaluate(params, args.model, args.seed, args.threads, layout)
+
+
+def _report(params: Params, args: argparse.Namespace, layout: Layout) -> None:
+    from mnistbench.report.render import run_report
+
+    run_report(params, layout)
+
+
+def _check(params: Params, args: argparse.Namespace, layout: Layout) -> None:
+    print(f"{params.path}: valid ({len(params.models)} models x {len(params.seeds)} seeds)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mnistbench",
+        description="Reproducible MNIST benchmark: hand-written NumPy MLP vs PyTorch. "
+        "Stages run in this order: download, prepare, train, evaluate, report.",
+    )
+    parser.add_argument("--version", action="version", version=f"mnistbench {__version__}")
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    parser.add_argument("--log", type=Path, help="log file (default: logs/<stage>.log)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    stages = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
+
+    def stage(name: str, handler: Callable, help_text: str) -> argparse.ArgumentParser:
+        sub = stages.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    stage("download", _download, "fetch MNIST (data.source), verify checksums -> data/raw/")
+    stage("prepare", _prepare, "split and normalize -> data/prepared/")
+    for name, handler, help_text in (
+        ("train", _train, "train models.MODEL for one seed -> data/models/, reports/train/"),
+        ("evaluate", _evaluate, "evaluate a trained model on the test rows -> reports/eval/"),
+    ):
+        sub = stage(name, handler, help_text)
+        sub.add_argument("--model", required=True, help="an entry of models in params.yaml")
+        sub.add_argument("--seed", required=True, type=int, help="one of seeds in params.yaml")
+        sub.add_argument("--threads", type=int, default=1, help="BLAS / torch threads for this job (default 1)")
+    stage("report", _report, "aggregate results -> reports/metrics.json, reports/report.html")
+    stage("check", _check, "validate the params file and exit")
+    return parser
+
+
+def default_log_path(args: argparse.Namespace, layout: Layout) -> Path:
+    if args.stage in ("train", "evaluate"):
+        return layout.logs_dir / args.stage / args.model / f"seed{args.seed}.log"
+    return layout.logs_dir / f"{args.stage}.log"
+
+
+def configure_logging(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    file_handler = logging.FileHandler(path, mode="w", encoding="utf-8")
+    file_handler.setFormatter(formatter)
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [file_handler, console]
+    root.setLevel(logging.INFO)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    layout = Layout(Path("."))
+    if getattr(args, "threads", 1) < 1:
+        print(f"mnistbench: error: --threads = {args.threads}: must be >= 1", file=sys.stderr)
+        return 2
+    if args.quiet:
+        import os
+
+        os.environ["TQDM_DISABLE"] = "1"
+    configure_logging(args.log or default_log_path(args, layout))
+    start = time.perf_counter()
+    try:
+        params = load_params(args.params)
+        args.handler(params, args, layout)
+    except MnistbenchError as error:
+        log.error("mnistbench %s: error: %s", args.stage, error)
+        return 2
+    except KeyboardInterrupt:
+        log.error("mnistbench %s: interrupted; nothing partial was kept", args.stage)
+        return 130
+    log.info("mnistbench %s done in %.1f s", args.stage, time.perf_counter() - start)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

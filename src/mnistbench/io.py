@@ -1,0 +1,77 @@
+"""Atomic file writes and the two formats results are stored in: JSON and NumPy .npz (never pickled).
+
+A writer first fills a temporary file beside the target, then renames it over the target, so an interrupted
+job leaves either the old file or no file, never a half-written one that a rerun would trust.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mnistbench.errors import MnistbenchError
+
+
+@contextmanager
+def atomic_path(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `target`; on success it is renamed to `target`, on error removed."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    os.close(handle)
+    temp = Path(temp_name)
+    try:
+        yield temp
+        os.replace(temp, target)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def write_json(target: str | Path, payload: Any) -> None:
+    with atomic_path(target) as temp:
+        temp.write_text(json.dumps(payload, indent=2, default=_json_default) + "\n", encoding="utf-8")
+
+
+def read_json(path: str | Path, needed_by: str = "this stage") -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise MnistbenchError(f"{path} is missing: {needed_by} needs it (run the earlier stages first)")
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def save_npz(target: str | Path, arrays: dict[str, np.ndarray], compress: bool = False) -> None:
+    """Write plain numeric arrays (no object dtype) so they load with allow_pickle=False."""
+    for name, array in arrays.items():
+        if np.asarray(array).dtype == object:
+            raise MnistbenchError(f"array {name!r} for {target} has dtype object: only numeric arrays are stored")
+    saver = np.savez_compressed if compress else np.savez
+    with atomic_path(target) as temp, open(temp, "wb") as handle:
+        saver(handle, **arrays)
+
+
+def load_npz(path: str | Path, needed_by: str = "this stage") -> dict[str, np.ndarray]:
+    path = Path(path)
+    if not path.is_file():
+        raise MnistbenchError(f"{path} is missing: {needed_by} needs it (run the earlier stages first)")
+    with np.load(path, allow_pickle=False) as archive:
+        return {name: archive[name] for name in archive.files}
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot store {type(value).__name__} in JSON")

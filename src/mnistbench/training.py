@@ -1,0 +1,175 @@
+"""The one training loop shared by every implementation: initial weights, batch order, timing, history.
+
+For a given seed every model starts from the same initial weights (drawn by one seeded NumPy generator) and
+sees the same mini-batches in the same order, so that differences between models come from the optimizer
+and the implementation alone. An implementation ("backend") only runs the batches it is handed.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import time
+from typing import Any, Protocol
+
+import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
+from tqdm import tqdm
+
+from mnistbench.errors import MnistbenchError
+from mnistbench.io import load_npz, read_json, save_npz, write_json
+from mnistbench.params import ModelParams, Params, RunParams
+from mnistbench.paths import Layout
+from mnistbench.provenance import provenance
+from mnistbench.scratch.initializers import xavier_uniform_mlp
+from mnistbench.scratch.losses import cross_entropy
+
+log = logging.getLogger(__name__)
+
+N_INPUTS = 784
+N_CLASSES = 10
+
+
+class Backend(Protocol):
+    """One implementation of the 784-hidden-10 MLP with its optimizer, holding its own copy of the data."""
+
+    device_name: str
+
+    def train_epoch(self, batches: list[np.ndarray]) -> np.ndarray:
+        """Run one optimizer step per batch, in order.
+
+        batches: int64 index arrays into the training rows the backend was built with.
+        Returns the loss of each batch as float64, shape (len(batches),); it may stop early and return
+        fewer losses once a loss is not finite.
+        """
+        ...
+
+    def predict_logits(self, images: np.ndarray) -> np.ndarray:
+        """images: (n, 784) float32 -> logits (n, 10) as a NumPy array."""
+        ...
+
+    def weights(self) -> dict[str, np.ndarray]:
+        """Current parameters in the shared layout: w1 (784, h), b1 (h,), w2 (h, 10), b2 (10,)."""
+        ...
+
+
+def generators(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
+    """Independent streams for (initial weights, batch order), both fixed by the seed alone."""
+    init_seq, batch_seq = np.random.SeedSequence(seed).spawn(2)
+    return np.random.default_rng(init_seq), np.random.default_rng(batch_seq)
+
+
+def initial_weights(seed: int, model: ModelParams) -> dict[str, np.ndarray]:
+    """The shared starting point of every model for this seed: w1 (784, h), b1 (h,), w2 (h, 10), b2 (10,)."""
+    init_rng, _ = generators(seed)
+    return xavier_uniform_mlp(init_rng, N_INPUTS, model.hidden, N_CLASSES, np.dtype(model.dtype))
+
+
+def epoch_batches(n_rows: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """A fresh permutation of range(n_rows) cut into batches (the last may be smaller); batch_size 0 = full."""
+    order = rng.permutation(n_rows)
+    size = n_rows if batch_size == 0 else batch_size
+    return [order[start : start + size] for start in range(0, n_rows, size)]
+
+
+def make_backend(
+    run: RunParams, model: ModelParams, weights: dict[str, np.ndarray], images: np.ndarray, labels: np.ndarray,
+    threads: int,
+) -> Backend:
+    """The implementation named by `run.impl`, started from `weights`, holding (images, labels)."""
+    if run.impl == "scratch":
+        from mnistbench.scratch.backend import ScratchBackend
+
+        return ScratchBackend(run, weights, images, labels, np.dtype(model.dtype))
+    if run.impl == "torch":
+        from mnistbench.torchnet import TorchBackend
+
+        return TorchBackend(run, weights, images, labels, np.dtype(model.dtype), threads)
+    raise MnistbenchError(f"models.{run.name}.impl = {run.impl!r}: must be one of scratch, torch")
+
+
+def loss_and_accuracy(backend: Backend, images: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    logits = backend.predict_logits(images)
+    return cross_entropy(logits, labels), float(np.mean(np.argmax(logits, axis=1) == labels))
+
+
+def train(
+    run: RunParams, model: ModelParams, seed: int, train_set: dict[str, np.ndarray],
+    val_set: dict[str, np.ndarray], threads: int = 1, progress: bool = True,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Train one model for one seed. Returns (final weights, record with history and timing).
+
+    train_set / val_set: {"images": (n, 784) float32, "labels": (n,) uint8}. A non-finite loss stops training
+    at once; the record then says status "diverged" and the epoch.
+    """
+    _, batch_rng = generators(seed)
+    labels = train_set["labels"].astype(np.int64)
+    val_labels = val_set["labels"].astype(np.int64)
+    backend = make_backend(run, model, initial_weights(seed, model), train_set["images"], labels, threads)
+    history: list[dict[str, Any]] = []
+    status, diverged_epoch = "ok", None
+    wall_start = time.perf_counter()
+    epochs = tqdm(range(1, run.epochs + 1), desc=f"{run.name} seed {seed}", unit="epoch", disable=not progress)
+    for epoch in epochs:
+        batches = epoch_batches(len(labels), run.batch_size, batch_rng)
+        start = time.perf_counter()
+        losses = backend.train_epoch(batches)
+        seconds = time.perf_counter() - start
+        sizes = np.array([len(batch) for batch in batches[: len(losses)]], dtype=np.float64)
+        train_loss = float(np.sum(losses * sizes) / np.sum(sizes))
+        entry = {"epoch": epoch, "train_loss": train_loss, "val_loss": None, "val_accuracy": None,
+                 "seconds": seconds}
+        if not np.isfinite(train_loss):
+            status, diverged_epoch = "diverged", epoch
+            entry["train_loss"] = None
+            history.append(entry)
+            log.warning("%s seed %d diverged at epoch %d (non-finite loss)", run.name, seed, epoch)
+            break
+        if len(val_labels):
+            entry["val_loss"], entry["val_accuracy"] = loss_and_accuracy(backend, val_set["images"], val_labels)
+        history.append(entry)
+        epochs.set_postfix(loss=f"{train_loss:.4f}", val_acc=entry["val_accuracy"])
+    train_seconds = float(sum(entry["seconds"] for entry in history))
+    rows_seen = len(labels) * len(history)
+    record = {
+        "status": status,
+        "diverged_epoch": diverged_epoch,
+        "epochs_completed": len(history) if status == "ok" else len(history) - 1,
+        "history": history,
+        "train_seconds": train_seconds,
+        "seconds_per_epoch": train_seconds / max(len(history), 1),
+        "samples_per_second": rows_seen / train_seconds if train_seconds > 0 else None,
+        "wall_seconds": time.perf_counter() - wall_start,
+        "n_train": len(labels),
+        "n_val": len(val_labels),
+        "device": backend.device_name,
+    }
+    return backend.weights(), record
+
+
+def run_train(params: Params, model_name: str, seed: int, threads: int, layout: Layout) -> None:
+    """The `train` stage: read prepared data, train, write weights and the training record atomically."""
+    run = params.run(model_name)
+    params.check_seed(seed)
+    needed_by = f"train {model_name} seed {seed}"
+    train_set = load_npz(layout.prepared_split("train"), needed_by)
+    val_set = load_npz(layout.prepared_split("val"), needed_by)
+    data_stats = read_json(layout.stats_json, needed_by)
+    with threadpool_limits(limits=threads):
+        blas = [{"library": pool["internal_api"], "threads": pool["num_threads"]} for pool in threadpool_info()]
+        weights, record = train(run, params.model, seed, train_set, val_set, threads)
+    record.update(
+        model=model_name,
+        seed=seed,
+        run=params.raw["models"][model_name],
+        model_params=params.raw["model"],
+        data=data_stats,
+        threads=threads,
+        blas=blas,
+        peak_memory_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        provenance=provenance(threads=threads, device=record["device"]),
+    )
+    save_npz(layout.weights(model_name, seed), weights)
+    write_json(layout.train_report(model_name, seed), record)
+    log.info("%s seed %d: %s after %d epochs, %.2f s training", model_name, seed, record["status"],
+             record["epochs_completed"], record["train_seconds"])
