@@ -53,6 +53,12 @@ def _report(params: Params, args: argparse.Namespace, layout: Layout) -> None:
     run_report(params, layout)
 
 
+def _sync_dvc(params: Params, args: argparse.Namespace, layout: Layout) -> None:
+    from mnistbench.stages import sync_dvc
+
+    sync_dvc(layout.root)
+
+
 def _check(params: Params, args: argparse.Namespace, layout: Layout) -> None:
     print(f"{params.path}: valid ({len(params.models)} models x {len(params.seeds)} seeds)")
 
@@ -86,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--threads", type=int, default=1, help="BLAS / torch threads for this job (default 1)")
     stage("report", _report, "aggregate results -> reports/metrics.json, reports/report.html")
     stage("check", _check, "validate the params file and exit")
+    stage("sync-dvc", _sync_dvc, "after a Snakemake run: record finished stages in dvc.lock (dvc commit)")
     return parser
 
 

@@ -1,0 +1,1 @@
+"""The data stages: fetch canonical MNIST (sources, idx, wheel) and split + normalize it (prepare)."""

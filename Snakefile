@@ -1,0 +1,31 @@
+# The mnistbench pipeline for Snakemake: download -> prepare -> train -> evaluate -> report.
+# Thin on purpose: every rule calls the `mnistbench` CLI, exactly as the stages of dvc.yaml do.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "params.yaml"
+
+
+# common.smk checks the params first, with the same one-line messages as the CLI.
+include: "workflow/rules/common.smk"
+
+
+validate(config, "workflow/schemas/params.schema.yaml")
+
+
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        "reports/report.html",
+
+
+onsuccess:
+    shell("mnistbench sync-dvc")

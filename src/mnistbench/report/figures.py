@@ -1,0 +1,160 @@
+"""The report's matplotlib figures, each returned as a self-contained "data:image/png;base64,..." URI.
+
+Figures are built on matplotlib.figure.Figure directly (Agg canvas, no pyplot state), so rendering needs no
+display and leaves no global state behind. Every model keeps one colour across all figures.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+DPI = 110
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+
+
+def model_colours(models: list[str]) -> dict[str, str]:
+    return {model: PALETTE[index % len(PALETTE)] for index, model in enumerate(models)}
+
+
+def to_data_uri(figure: Figure) -> str:
+    """PNG bytes of `figure`, base64-encoded into a data: URI (no metadata, no links)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def accuracy_figure(table: pd.DataFrame, intervals: dict[str, list[float] | None], colours: dict[str, str]) -> str:
+    """Test accuracy per model: every ok seed as a dot, the mean as a bar, the 95% interval as an error bar.
+
+    table: the run table (model, seed, status, test_accuracy); intervals: model -> [low, high] or None.
+    """
+    models = list(colours)
+    figure = Figure(figsize=(7, 0.7 + 0.75 * len(models)))
+    axes = figure.subplots()
+    for row, model in enumerate(models):
+        ok = table[(table["model"] == model) & (table["status"] == "ok")]["test_accuracy"].dropna() * 100
+        if ok.empty:
+            axes.text(0.5, row, "no successful run", transform=axes.get_yaxis_transform(), va="center", color="red")
+            continue
+        axes.scatter(ok, np.full(len(ok), row), color=colours[model], s=40, zorder=3, label=None)
+        axes.plot([ok.mean()] * 2, [row - 0.3, row + 0.3], color="black", linewidth=2, zorder=4)
+        if intervals.get(model):
+            low, high = (100 * bound for bound in intervals[model])
+            axes.plot([low, high], [row, row], color=colours[model], linewidth=6, alpha=0.35, zorder=2)
+    axes.set_yticks(range(len(models)), models)
+    axes.set_ylim(-0.6, len(models) - 0.4)
+    axes.invert_yaxis()
+    axes.set_xlabel("test accuracy (%)   dots: seeds, black tick: mean, shaded bar: 95% interval")
+    axes.grid(axis="x", alpha=0.3)
+    return to_data_uri(figure)
+
+
+def learning_curves_figure(means: pd.DataFrame, colours: dict[str, str]) -> str:
+    """Train loss, validation loss and validation accuracy per epoch: mean over seeds, band = min..max.
+
+    means: output of aggregate.mean_curves (model, epoch, <value>_mean/_min/_max).
+    """
+    panels = [("train_loss", "training loss (cross-entropy)"), ("val_loss", "validation loss"),
+              ("val_accuracy", "validation accuracy")]
+    panels = [panel for panel in panels if means.get(f"{panel[0]}_mean", pd.Series(dtype=float)).notna().any()]
+    figure = Figure(figsize=(4.2 * max(len(panels), 1), 3.4))
+    axes_list = np.atleast_1d(figure.subplots(1, max(len(panels), 1)))
+    for axes, (value, title) in zip(axes_list, panels, strict=False):
+        for model, colour in colours.items():
+            curve = means[means["model"] == model]
+            if curve.empty:
+                continue
+            scale = 100 if value == "val_accuracy" else 1
+            axes.plot(curve["epoch"], curve[f"{value}_mean"] * scale, color=colour, label=model)
+            axes.fill_between(curve["epoch"], curve[f"{value}_min"] * scale, curve[f"{value}_max"] * scale,
+                              color=colour, alpha=0.2, linewidth=0)
+        axes.set_title(title + (" (%)" if value == "val_accuracy" else ""))
+        axes.set_xlabel("epoch")
+        if value != "val_accuracy":
+            axes.set_yscale("log")
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=8)
+    return to_data_uri(figure)
+
+
+def confusion_figure(matrix: np.ndarray, model: str) -> str:
+    """Two heatmaps of one model's confusion matrix (10, 10) int: counts and row-normalized (recall per class)."""
+    figure = Figure(figsize=(9, 4))
+    count_axes, share_axes = figure.subplots(1, 2)
+    shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    for axes, values, title, text in (
+        (count_axes, matrix, f"{model}: counts", lambda v: f"{int(v)}"),
+        (share_axes, shares, f"{model}: share of each true class", lambda v: f"{100 * v:.0f}"),
+    ):
+        shown = np.log1p(values) if values is matrix else values
+        axes.imshow(shown, cmap="Blues")
+        for (row, col), value in np.ndenumerate(values):
+            dark = shown[row, col] > 0.6 * shown.max()
+            axes.text(col, row, text(value), ha="center", va="center", fontsize=6.5,
+                      color="white" if dark else "black")
+        axes.set_title(title, fontsize=10)
+        axes.set_xlabel("predicted digit")
+        axes.set_ylabel("true digit")
+        axes.set_xticks(range(10))
+        axes.set_yticks(range(10))
+    return to_data_uri(figure)
+
+
+def f1_figure(f1: pd.DataFrame, colours: dict[str, str]) -> str:
+    """Grouped bars: mean per-class F1 (index = digit 0..9, one column per model)."""
+    figure = Figure(figsize=(9, 3))
+    axes = figure.subplots()
+    width = 0.8 / max(len(f1.columns), 1)
+    for offset, model in enumerate(f1.columns):
+        axes.bar(np.arange(10) + offset * width - 0.4 + width / 2, f1[model], width, color=colours[model],
+                 label=model)
+    lowest = float(np.nanmin(f1.to_numpy())) if f1.size else 0.0
+    axes.set_ylim(max(0.0, lowest - 0.05), 1.0)
+    axes.set_xticks(range(10))
+    axes.set_xlabel("digit")
+    axes.set_ylabel("F1 (mean over seeds)")
+    axes.legend(fontsize=8, ncols=len(f1.columns))
+    axes.grid(axis="y", alpha=0.3)
+    return to_data_uri(figure)
+
+
+def mistakes_figure(images: np.ndarray, captions: list[str]) -> str:
+    """A row of digits: images (k, 784) uint8 drawn as 28x28, each titled by its caption."""
+    columns = max(len(images), 1)
+    figure = Figure(figsize=(1.25 * columns, 1.65))
+    axes_list = np.atleast_1d(figure.subplots(1, columns))
+    for axes, image, caption in zip(axes_list, images, captions, strict=False):
+        axes.imshow(image.reshape(28, 28), cmap="gray_r", vmin=0, vmax=255)
+        axes.set_title(caption, fontsize=8)
+    for axes in axes_list:
+        axes.set_axis_off()
+    return to_data_uri(figure)
+
+
+def timing_figure(table: pd.DataFrame, colours: dict[str, str]) -> str:
+    """Train seconds and seconds per epoch per model: mean bar, ok seeds as dots (table: the run table)."""
+    figure = Figure(figsize=(9, 0.9 + 0.6 * len(colours)))
+    axes_pair = figure.subplots(1, 2)
+    models = list(colours)
+    ok = table[table["status"] == "ok"]
+    for axes, column, label in ((axes_pair[0], "train_seconds", "training time (s)"),
+                                (axes_pair[1], "seconds_per_epoch", "time per epoch (s)")):
+        for row, model in enumerate(models):
+            values = ok[ok["model"] == model][column].dropna()
+            if values.empty:
+                continue
+            axes.barh(row, values.mean(), color=colours[model], alpha=0.6)
+            axes.scatter(values, np.full(len(values), row), color="black", s=12, zorder=3)
+            axes.text(values.mean(), row, f" {values.mean():.3g} s", va="center", fontsize=8)
+        axes.set_yticks(range(len(models)), models)
+        axes.invert_yaxis()
+        axes.set_xlabel(label)
+        axes.margins(x=0.25)
+        axes.grid(axis="x", alpha=0.3)
+    figure.tight_layout()
+    return to_data_uri(figure)

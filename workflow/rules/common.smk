@@ -1,0 +1,31 @@
+# Shared by the rule files: the model x seed grid, the code each stage runs, and the params check.
+from mnistbench.errors import MnistbenchError
+from mnistbench.params import validate_mapping
+from mnistbench.stages import stage_code_files
+
+try:
+    validate_mapping(config, where="params.yaml")
+except MnistbenchError as error:
+    raise WorkflowError(str(error)) from None
+
+MODELS = list(config["models"])
+SEEDS = config["seeds"]
+
+
+wildcard_constraints:
+    model="[A-Za-z][A-Za-z0-9_]*",
+    seed=r"\d+",
+
+
+def code(stage):
+    """Source files a stage runs: listed as inputs so that editing them reruns the stage."""
+    return stage_code_files(stage)
+
+
+def run_params(wildcards):
+    return config["models"][wildcards.model]
+
+
+def gpu_jobs(wildcards):
+    run = config["models"][wildcards.model]
+    return 1 if run["impl"] == "torch" and run.get("device") == "cuda" else 0

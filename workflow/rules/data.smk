@@ -1,0 +1,29 @@
+rule download:
+    input:
+        code("download"),
+    output:
+        "data/raw/mnist.npz",
+        "data/raw/source.json",
+    params:
+        source=config["data"]["source"],
+    log:
+        "logs/download.log",
+    shell:
+        "mnistbench --log {log} download"
+
+
+rule prepare:
+    input:
+        code("prepare"),
+        "data/raw/mnist.npz",
+    output:
+        "data/prepared/train.npz",
+        "data/prepared/val.npz",
+        "data/prepared/test.npz",
+        "data/prepared/stats.json",
+    params:
+        data={key: value for key, value in config["data"].items() if key != "source"},
+    log:
+        "logs/prepare.log",
+    shell:
+        "mnistbench --log {log} prepare"

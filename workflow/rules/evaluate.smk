@@ -1,0 +1,21 @@
+rule evaluate:
+    input:
+        code("evaluate"),
+        "data/prepared/test.npz",
+        "data/models/{model}/seed{seed}.npz",
+        "reports/train/{model}/seed{seed}.json",
+    output:
+        "reports/eval/{model}/seed{seed}.json",
+    params:
+        run=run_params,
+        model=config["model"],
+        evaluate=config.get("evaluate", {}),
+    threads: 1
+    resources:
+        gpu=gpu_jobs,
+        mem_mb=2000,
+        runtime=15,
+    log:
+        "logs/evaluate/{model}/seed{seed}.log",
+    shell:
+        "mnistbench --log {log} evaluate --model {wildcards.model} --seed {wildcards.seed} --threads {threads}"

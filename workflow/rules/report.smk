@@ -1,0 +1,19 @@
+rule report:
+    input:
+        code("report"),
+        "data/raw/mnist.npz",
+        "data/raw/source.json",
+        "data/prepared/stats.json",
+        expand("reports/train/{model}/seed{seed}.json", model=MODELS, seed=SEEDS),
+        expand("reports/eval/{model}/seed{seed}.json", model=MODELS, seed=SEEDS),
+    output:
+        "reports/metrics.json",
+        "reports/report.html",
+        "reports/plots/learning_curves.csv",
+        "reports/plots/confusion.csv",
+    params:
+        all_params=config,
+    log:
+        "logs/report.log",
+    shell:
+        "mnistbench --log {log} report"

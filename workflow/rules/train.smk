@@ -1,0 +1,21 @@
+rule train:
+    input:
+        code("train"),
+        "data/prepared/train.npz",
+        "data/prepared/val.npz",
+        "data/prepared/stats.json",
+    output:
+        "data/models/{model}/seed{seed}.npz",
+        "reports/train/{model}/seed{seed}.json",
+    params:
+        run=run_params,
+        model=config["model"],
+    threads: 1
+    resources:
+        gpu=gpu_jobs,
+        mem_mb=2000,
+        runtime=60,
+    log:
+        "logs/train/{model}/seed{seed}.log",
+    shell:
+        "mnistbench --log {log} train --model {wildcards.model} --seed {wildcards.seed} --threads {threads}"
