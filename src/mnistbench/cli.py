@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -114,8 +115,18 @@ def configure_logging(path: Path) -> None:
     root.setLevel(logging.INFO)
 
 
+def _interrupt_on_sigterm() -> None:
+    """Treat SIGTERM (a scheduler cancelling the job) like Ctrl-C, so temporary files are removed on the way out."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _interrupt_on_sigterm()
     layout = Layout(Path("."))
     if getattr(args, "threads", 1) < 1:
         print(f"mnistbench: error: --threads = {args.threads}: must be >= 1", file=sys.stderr)

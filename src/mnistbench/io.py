@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,14 +48,26 @@ def read_json(path: str | Path, needed_by: str = "this stage") -> Any:
         return json.load(handle)
 
 
+# np.savez stamps each member with the current time; a fixed stamp makes equal arrays give equal bytes, so
+# DVC's hashes change only when the numbers do.
+_ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)
+
+
 def save_npz(target: str | Path, arrays: dict[str, np.ndarray], compress: bool = False) -> None:
-    """Write plain numeric arrays (no object dtype) so they load with allow_pickle=False."""
+    """Write plain numeric arrays as an .npz (same layout as np.savez) that loads with allow_pickle=False.
+
+    The bytes depend only on the arrays: the same arrays always give the same file.
+    """
     for name, array in arrays.items():
         if np.asarray(array).dtype == object:
             raise MnistbenchError(f"array {name!r} for {target} has dtype object: only numeric arrays are stored")
-    saver = np.savez_compressed if compress else np.savez
-    with atomic_path(target) as temp, open(temp, "wb") as handle:
-        saver(handle, **arrays)
+    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    with atomic_path(target) as temp, zipfile.ZipFile(temp, "w", compression=method) as archive:
+        for name, array in arrays.items():
+            member = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_TIMESTAMP)
+            member.compress_type = method
+            with archive.open(member, "w", force_zip64=True) as handle:
+                np.lib.format.write_array(handle, np.asanyarray(array), allow_pickle=False)
 
 
 def load_npz(path: str | Path, needed_by: str = "this stage") -> dict[str, np.ndarray]:

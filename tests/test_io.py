@@ -1,0 +1,46 @@
+"""Atomic writes and the .npz format: nothing half-written, nothing pickled, equal arrays give equal bytes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mnistbench.errors import MnistbenchError
+from mnistbench.io import atomic_path, load_npz, read_json, save_npz, write_json
+
+
+def test_npz_round_trip_loads_without_pickle(tmp_path):
+    arrays = {"w1": np.arange(12, dtype=np.float32).reshape(3, 4), "labels": np.array([1, 2], dtype=np.uint8)}
+    save_npz(tmp_path / "a.npz", arrays)
+    with np.load(tmp_path / "a.npz", allow_pickle=False) as loaded:
+        assert set(loaded.files) == {"w1", "labels"}
+        np.testing.assert_array_equal(loaded["w1"], arrays["w1"])
+        assert loaded["labels"].dtype == np.uint8
+
+
+def test_equal_arrays_give_identical_files(tmp_path):
+    arrays = {"x": np.linspace(0, 1, 50), "y": np.ones((2, 2), dtype=np.int64)}
+    save_npz(tmp_path / "first.npz", arrays)
+    save_npz(tmp_path / "second.npz", arrays, compress=False)
+    assert (tmp_path / "first.npz").read_bytes() == (tmp_path / "second.npz").read_bytes()
+
+
+def test_object_arrays_are_refused_and_nothing_is_written(tmp_path):
+    with pytest.raises(MnistbenchError, match="dtype object"):
+        save_npz(tmp_path / "bad.npz", {"bad": np.array([{"a": 1}], dtype=object)})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "result.json"
+    write_json(target, {"version": 1})
+    with pytest.raises(RuntimeError), atomic_path(target) as temp:
+        temp.write_text("half")
+        raise RuntimeError("killed midway")
+    assert read_json(target) == {"version": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
+
+
+def test_missing_input_names_the_file(tmp_path):
+    with pytest.raises(MnistbenchError, match=r"missing\.npz is missing: train needs it"):
+        load_npz(tmp_path / "missing.npz", needed_by="train")

@@ -1,0 +1,299 @@
+"""End to end: Snakemake and DVC run the same pipeline on a small fixture and rerun exactly what an edit touches.
+
+Each test works in a temporary git repository holding a copy of this one, with `data.source` pointing at
+tests/fixtures/mnist_small.npz and tiny sizes. One full Snakemake run builds a base repository; tests copy it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mnistbench.stages import STAGE_CODE, stage_code_files
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.slow
+
+SMALL_PARAMS = {
+    "data": {"source": "tests/fixtures/mnist_small.npz", "split": "official", "test_fraction": 0.2,
+             "split_seed": 42, "n_train": 400, "n_val": 100, "n_test": 200, "normalize": "unit"},
+    "model": {"hidden": 16, "init": "xavier_uniform", "dtype": "float32"},
+    "seeds": [0, 1],
+    "models": {
+        "scratch_sgd": {"impl": "scratch", "optimizer": "sgd", "lr": 0.1, "momentum": 0.0, "epochs": 2,
+                        "batch_size": 64},
+        "scratch_adam": {"impl": "scratch", "optimizer": "adam", "lr": 0.001, "beta1": 0.9, "beta2": 0.999,
+                         "eps": 1.0e-8, "epochs": 2, "batch_size": 64},
+        "torch_adam": {"impl": "torch", "optimizer": "adam", "lr": 0.001, "beta1": 0.9, "beta2": 0.999,
+                       "eps": 1.0e-8, "epochs": 2, "batch_size": 64, "device": "cpu"},
+    },
+    "evaluate": {"worst_mistakes": 4, "throughput_repeats": 2},
+}
+ALL_JOBS = (
+    {("download", None, None), ("prepare", None, None), ("report", None, None)}
+    | {(rule, model, seed) for rule in ("train", "evaluate") for model in SMALL_PARAMS["models"] for seed in (0, 1)}
+)
+
+
+def run(repo: Path, *command: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "TQDM_DISABLE": "1",
+           "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
+           "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.invalid"}
+    result = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def write_params(repo: Path, params: dict) -> None:
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+
+
+def snakemake_dry_run_jobs(repo: Path, *extra: str) -> set[tuple]:
+    """(rule, model, seed) of every job `snakemake -n` would run."""
+    result = run(repo, "snakemake", "--cores", "2", "-n", *extra)
+    return parse_snakemake_jobs(result.stdout + result.stderr)[0]
+
+
+def parse_snakemake_jobs(text: str) -> tuple[set[tuple], dict[tuple, dict]]:
+    """Jobs of a Snakemake dry run (printed with -p): {(rule, model, seed)} and each job's fields."""
+    jobs: dict[tuple, dict] = {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", text):
+        header = re.match(r"(?:local)?rule (\w+):", block)
+        if not header or header.group(1) == "all":
+            continue
+        fields = dict(re.findall(r"^    (\w+): (.*)$", block, flags=re.MULTILINE))
+        wildcards = dict(re.findall(r"(\w+)=([\w.]+)", fields.get("wildcards", "")))
+        seed = wildcards.get("seed")
+        key = (header.group(1), wildcards.get("model"), int(seed) if seed is not None else None)
+        commands = [line for line in block.splitlines() if line.startswith("mnistbench ")]
+        fields["cmd"] = commands[0] if commands else None
+        jobs[key] = fields
+    return set(jobs), jobs
+
+
+def dvc_repro_ran(repo: Path) -> set[tuple]:
+    """Run `dvc repro` and return the (rule, model, seed) of the stages it ran."""
+    result = run(repo, "dvc", "repro")
+    return {dvc_stage_key(name) for name in re.findall(r"Running stage '([^']+)'", result.stdout)}
+
+
+def dvc_stage_key(name: str) -> tuple:
+    stage, _, item = name.partition("@")
+    if not item:
+        return (stage, None, None)
+    model, _, seed = item.rpartition("-")
+    return (stage, model, int(seed))
+
+
+def copy_repo(source: Path, target: Path) -> Path:
+    shutil.copytree(source, target, symlinks=True, ignore=shutil.ignore_patterns(".venv", "__pycache__"))
+    return target
+
+
+@pytest.fixture(scope="module")
+def fresh_repo(tmp_path_factory) -> Path:
+    """A git repository with this project's files, small params, and no outputs."""
+    repo = tmp_path_factory.mktemp("fresh") / "repo"
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO_ROOT,
+                            capture_output=True, text=True, check=True).stdout.split()
+    for name in listed:
+        source = REPO_ROOT / name
+        if source.is_file() and not name.startswith(("data/", "reports/")):
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, repo / name)
+    write_params(repo, SMALL_PARAMS)
+    run(repo, "git", "init", "-q")
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-qm", "fixture pipeline")
+    return repo
+
+
+@pytest.fixture(scope="module")
+def built_repo(fresh_repo, tmp_path_factory) -> Path:
+    """The fresh repository after one full `snakemake --cores 2` run."""
+    repo = copy_repo(fresh_repo, tmp_path_factory.mktemp("built") / "repo")
+    run(repo, "snakemake", "--cores", "2")
+    return repo
+
+
+@pytest.fixture
+def work_repo(built_repo, tmp_path) -> Path:
+    return copy_repo(built_repo, tmp_path / "repo")
+
+
+def test_snakemake_builds_everything_and_dvc_agrees(built_repo):
+    assert (built_repo / "reports" / "report.html").is_file()
+    for model in SMALL_PARAMS["models"]:
+        for seed in SMALL_PARAMS["seeds"]:
+            assert (built_repo / "reports" / "eval" / model / f"seed{seed}.json").is_file()
+    assert "up to date" in run(built_repo, "dvc", "status").stdout
+    assert snakemake_dry_run_jobs(built_repo) == set()
+
+
+def test_dvc_repro_after_snakemake_does_nothing(work_repo):
+    assert dvc_repro_ran(work_repo) == set()
+
+
+def test_download_and_prepare_alone_through_both_tools(fresh_repo, tmp_path):
+    snake = copy_repo(fresh_repo, tmp_path / "snake")
+    run(snake, "snakemake", "--cores", "2", "prepare")
+    assert (snake / "data" / "prepared" / "stats.json").is_file()
+    assert not (snake / "data" / "models").exists()
+    assert snakemake_dry_run_jobs(snake, "prepare") == set()
+
+    dvc = copy_repo(fresh_repo, tmp_path / "dvc")
+    result = run(dvc, "dvc", "repro", "prepare")
+    assert set(re.findall(r"Running stage '([^']+)'", result.stdout)) == {"download", "prepare"}
+    for name in ("raw/mnist.npz", "prepared/train.npz", "prepared/val.npz", "prepared/test.npz"):
+        assert (snake / "data" / name).read_bytes() == (dvc / "data" / name).read_bytes(), name
+
+
+def _edit_lr(params):
+    params["models"]["scratch_sgd"]["lr"] = 0.05
+
+
+def _edit_normalize(params):
+    params["data"]["normalize"] = "standard"
+
+
+def _add_seed(params):
+    params["seeds"] = [0, 1, 2]
+
+
+def _add_model(params):
+    params["models"]["torch_sgd"] = {"impl": "torch", "optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "epochs": 2,
+                                     "batch_size": 64, "device": "cpu"}
+
+
+EDITS = {
+    "lr": (_edit_lr, {(rule, "scratch_sgd", seed) for rule in ("train", "evaluate") for seed in (0, 1)}
+           | {("report", None, None)}),
+    "normalize": (_edit_normalize, ALL_JOBS - {("download", None, None)}),
+    "new_seed": (_add_seed, {(rule, model, 2) for rule in ("train", "evaluate") for model in SMALL_PARAMS["models"]}
+                 | {("report", None, None)}),
+    "new_model": (_add_model, {(rule, "torch_sgd", seed) for rule in ("train", "evaluate") for seed in (0, 1)}
+                  | {("report", None, None)}),
+}
+
+
+@pytest.mark.parametrize("edit", list(EDITS))
+def test_param_edit_reruns_the_same_exact_jobs_in_both_tools(work_repo, edit):
+    change, expected = EDITS[edit]
+    params = yaml.safe_load((work_repo / "params.yaml").read_text())
+    change(params)
+    write_params(work_repo, params)
+    assert snakemake_dry_run_jobs(work_repo) == expected
+    assert dvc_repro_ran(work_repo) == expected
+    assert snakemake_dry_run_jobs(work_repo) == set()
+
+
+def test_dvc_repro_from_scratch_then_snakemake_has_nothing_to_do(fresh_repo, tmp_path):
+    repo = copy_repo(fresh_repo, tmp_path / "repo")
+    assert dvc_repro_ran(repo) == ALL_JOBS
+    assert snakemake_dry_run_jobs(repo) == set()
+
+
+def test_push_pull_round_trip_restores_everything_without_rerun(work_repo, tmp_path):
+    tracked = sorted(p.relative_to(work_repo) for p in (work_repo / "data").rglob("*.npz"))
+    before = {path: (work_repo / path).read_bytes() for path in tracked}
+    run(work_repo, "dvc", "remote", "add", "-d", "local", str(tmp_path / "remote"))
+    run(work_repo, "dvc", "push")
+    for path in tracked:
+        (work_repo / path).unlink()
+    (work_repo / "reports" / "report.html").unlink()
+    shutil.rmtree(work_repo / ".dvc" / "cache")
+    run(work_repo, "dvc", "pull")
+    assert {path: (work_repo / path).read_bytes() for path in tracked} == before
+    assert (work_repo / "reports" / "report.html").is_file()
+    assert "up to date" in run(work_repo, "dvc", "status").stdout
+    profile = ("--workflow-profile", "workflow/profiles/default")
+    assert snakemake_dry_run_jobs(work_repo, *profile) == set()
+
+
+def test_interrupted_training_leaves_nothing_and_a_rerun_completes(work_repo):
+    params = yaml.safe_load((work_repo / "params.yaml").read_text())
+    params["models"]["scratch_adam"]["epochs"] = 100_000
+    write_params(work_repo, params)
+    weights = work_repo / "data" / "models" / "scratch_adam" / "seed0.npz"
+    weights.unlink()
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    job = subprocess.Popen(["mnistbench", "--quiet", "train", "--model", "scratch_adam", "--seed", "0"],
+                           cwd=work_repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(4)
+    job.send_signal(signal.SIGTERM)
+    _, stderr = job.communicate(timeout=60)
+    assert job.returncode == 130, stderr
+    assert "interrupted" in stderr
+    assert not weights.exists()
+    assert not list(work_repo.rglob("*.part"))
+
+    params["models"]["scratch_adam"]["epochs"] = 2
+    write_params(work_repo, params)
+    run(work_repo, "snakemake", "--cores", "2")
+    assert weights.is_file()
+    assert snakemake_dry_run_jobs(work_repo) == set()
+
+
+def test_failing_job_names_its_log_and_keeps_finished_work(work_repo):
+    pytest.importorskip("torch")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA to make device: cuda fail")
+    params = yaml.safe_load((work_repo / "params.yaml").read_text())
+    params["models"]["torch_adam"]["device"] = "cuda"
+    params["models"]["scratch_sgd"]["lr"] = 0.05
+    write_params(work_repo, params)
+    result = run(work_repo, "snakemake", "--cores", "2", "--keep-going", check=False)
+    assert result.returncode != 0
+    assert "logs/train/torch_adam/seed0.log" in result.stdout + result.stderr
+    assert "CUDA" in (work_repo / "logs" / "train" / "torch_adam" / "seed0.log").read_text()
+    assert run(work_repo, "snakemake", "--cores", "2", "-n", "reports/eval/scratch_sgd/seed1.json").stdout.count(
+        "rule ") == 0
+
+
+def test_snakemake_and_dvc_define_the_same_stages(fresh_repo):
+    """Same commands, inputs and outputs per job (params agree by behaviour: see the edit tests)."""
+    from dvc.repo import Repo
+
+    dry = run(fresh_repo, "snakemake", "--cores", "2", "-n", "-p", "--forceall")
+    _, snake_jobs = parse_snakemake_jobs(dry.stdout + dry.stderr)
+    with Repo(str(fresh_repo)) as repo:
+        dvc_stages = {dvc_stage_key(stage.addressing): stage for stage in repo.index.stages}
+    assert set(snake_jobs) == set(dvc_stages) == ALL_JOBS
+    code_dirs = {entry for entries in STAGE_CODE.values() for entry in entries if (fresh_repo / entry).is_dir()}
+    for key, stage in dvc_stages.items():
+        snake = snake_jobs[key]
+        assert " ".join(stage.cmd.split()) == snake["cmd"], key
+        dvc_deps = set()
+        for dep in stage.deps:
+            path = str(dep.def_path)
+            if path in code_dirs:
+                dvc_deps |= set(stage_code_files_for(fresh_repo, path))
+            elif (fresh_repo / path).is_dir() or path in ("reports/train", "reports/eval"):
+                dvc_deps |= {f for f in _split(snake["input"]) if f.startswith(path + "/")}
+            else:
+                dvc_deps.add(path)
+        assert dvc_deps == set(_split(snake["input"])), key
+        dvc_outs = {str(out.def_path) for out in stage.outs}
+        assert dvc_outs == set(_split(snake["output"])), key
+
+
+def stage_code_files_for(repo: Path, folder: str) -> list[str]:
+    stage = next(name for name, entries in STAGE_CODE.items() if folder in entries)
+    return [f for f in stage_code_files(stage, repo) if f.startswith(folder + "/")]
+
+
+def _split(listing: str) -> list[str]:
+    return [item.strip() for item in listing.split(",") if item.strip()]
