@@ -28,4 +28,5 @@ rule all:
 
 
 onsuccess:
-    shell("mnistbench sync-dvc")
+    if not workflow.dryrun:
+        shell("mnistbench --quiet sync-dvc {targets}", targets=" ".join(sorted(workflow.dag_settings.targets)))

@@ -57,7 +57,7 @@ def _report(params: Params, args: argparse.Namespace, layout: Layout) -> None:
 def _sync_dvc(params: Params, args: argparse.Namespace, layout: Layout) -> None:
     from mnistbench.stages import sync_dvc
 
-    sync_dvc(layout.root)
+    sync_dvc(args.targets, layout.root)
 
 
 def _check(params: Params, args: argparse.Namespace, layout: Layout) -> None:
@@ -93,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--threads", type=int, default=1, help="BLAS / torch threads for this job (default 1)")
     stage("report", _report, "aggregate results -> reports/metrics.json, reports/report.html")
     stage("check", _check, "validate the params file and exit")
-    stage("sync-dvc", _sync_dvc, "after a Snakemake run: record finished stages in dvc.lock (dvc commit)")
+    sync = stage("sync-dvc", _sync_dvc, "after a Snakemake run: record its targets' stages in dvc.lock (dvc commit)")
+    sync.add_argument("targets", nargs="*", help="Snakemake's targets (default: the report)")
     return parser
 
 

@@ -9,7 +9,9 @@ a result (cli, io, paths, errors, provenance) is left out on purpose, so that ed
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
+from base64 import urlsafe_b64encode
 from pathlib import Path
 
 from mnistbench.errors import MnistbenchError
@@ -45,28 +47,98 @@ def stage_code_files(stage: str, root: Path = Path(".")) -> list[str]:
     return files
 
 
-def sync_dvc(root: Path = Path(".")) -> list[str]:
-    """Record in dvc.lock every dvc.yaml stage whose outputs all exist (after a Snakemake run).
+def sync_dvc(targets: list[str], root: Path = Path(".")) -> None:
+    """After a successful Snakemake run: record the finished stages in dvc.lock (`dvc commit --with-deps`).
 
-    Snakemake and DVC run the same commands on the same files, so after `snakemake` finishes DVC only needs
-    the hashes: `dvc commit` stores them, and `dvc status` / `dvc repro` then see the pipeline up to date.
-    Returns the stages committed. A checkout without DVC initialized is left alone.
+    Snakemake and DVC run the same commands on the same files, so DVC only needs the hashes. Only the
+    targets Snakemake built, and what they depend on, are recorded: they are up to date; other stages may not be.
+    targets: Snakemake's targets (rule names or files); none means the default target, the report.
     """
-    if not (root / ".dvc").is_dir() or not (root / "dvc.yaml").is_file():
+    if not _is_dvc_project(root):
         log.info("no DVC project here: nothing to sync")
-        return []
+        return
+    dvc_targets = [target for target in targets if target != "all"] or ["report"]
+    command = ["dvc", "commit", "--force", "--quiet", "--with-deps", *dvc_targets]
+    result = subprocess.run(command, cwd=root, capture_output=True, text=True)
+    if result.returncode != 0:
+        last_line = (result.stderr.strip().splitlines() or ["(no message)"])[-1]
+        raise MnistbenchError(f"{' '.join(command)} failed: {last_line}")
+    log.info("dvc.lock records %s and what it depends on", ", ".join(dvc_targets))
+
+
+def align_snakemake_with_dvc(root: Path = Path(".")) -> dict[str, list[str]]:
+    """Before Snakemake builds its DAG: make its idea of what is stale agree with DVC's lock file.
+
+    For every DVC stage whose outputs are the very files dvc.lock records (DVC made them, restored them, or
+    `sync_dvc` recorded them):
+    - up to date for DVC: Snakemake's own records of those outputs are dropped (they may predate a
+      `dvc repro`) and file times are put in pipeline order (`dvc checkout` / `dvc pull` give new times);
+    - changed for DVC (params, code or inputs): the outputs are dated before their inputs, so that Snakemake
+      reruns exactly those jobs.
+    Outputs DVC has not recorded (made by Snakemake since) are left to Snakemake's own rerun triggers.
+    Returns the stage names in each group.
+    """
+    groups: dict[str, list[str]] = {"up_to_date": [], "stale": [], "left_alone": []}
+    if not _is_dvc_project(root) or not (root / "dvc.lock").is_file():
+        return groups
+    import networkx
     from dvc.repo import Repo
 
     with Repo(str(root)) as repo:
-        ready = [
-            stage.addressing
-            for stage in repo.index.stages
-            if stage.outs and all(Path(root, str(out.def_path)).exists() for out in stage.outs)
-        ]
-    if not ready:
-        return []
-    result = subprocess.run(["dvc", "commit", "--force", "--quiet", *ready], cwd=root, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise MnistbenchError(f"dvc commit failed: {result.stderr.strip().splitlines()[-1:]}")
-    log.info("dvc.lock updated for %d stages", len(ready))
-    return ready
+        upstream_first = list(reversed(list(networkx.topological_sort(repo.index.graph))))
+        for stage in upstream_first:
+            changes = stage.status().get(stage.addressing, [])
+            outputs = [Path(root, str(out.def_path)) for out in stage.outs]
+            recorded = all(out.hash_info for out in stage.outs) and all(path.exists() for path in outputs)
+            if not recorded or any(isinstance(c, dict) and "changed outs" in c for c in changes):
+                groups["left_alone"].append(stage.addressing)
+            elif changes:
+                _date_before_inputs(outputs)
+                groups["stale"].append(stage.addressing)
+            else:
+                inputs = [Path(root, str(dep.def_path)) for dep in stage.deps if dep.def_path and "://" not in
+                          str(dep.def_path) and Path(root, str(dep.def_path)).exists()]
+                _order_after_inputs(outputs, inputs)
+                _forget_snakemake_records(root, [str(out.def_path) for out in stage.outs])
+                groups["up_to_date"].append(stage.addressing)
+    log.info("aligned with dvc.lock: %d up to date, %d stale, %d left to Snakemake",
+             *(len(names) for names in groups.values()))
+    return groups
+
+
+def _is_dvc_project(root: Path) -> bool:
+    return (root / ".dvc").is_dir() and (root / "dvc.yaml").is_file()
+
+
+def _files_under(path: Path) -> list[Path]:
+    return [found for found in path.rglob("*") if found.is_file()] if path.is_dir() else [path]
+
+
+def _newest_time(paths: list[Path]) -> float:
+    return max((found.stat().st_mtime for path in paths for found in _files_under(path)), default=0.0)
+
+
+def _order_after_inputs(outputs: list[Path], inputs: list[Path]) -> None:
+    newest_input = _newest_time(inputs)
+    for output in outputs:
+        for found in _files_under(output):
+            if found.stat().st_mtime <= newest_input:
+                os.utime(found, (newest_input + 1, newest_input + 1))
+
+
+def _date_before_inputs(outputs: list[Path]) -> None:
+    for output in outputs:
+        for found in _files_under(output):
+            os.utime(found, (0, 0))
+
+
+def _forget_snakemake_records(root: Path, outputs: list[str]) -> None:
+    """Delete Snakemake's metadata for these outputs (the layout of snakemake.persistence.file)."""
+    metadata = root / ".snakemake" / "metadata"
+    if not metadata.is_dir():
+        return
+    chunk = os.pathconf(metadata, "PC_NAME_MAX") - 1
+    for output in outputs:
+        encoded = urlsafe_b64encode(output.encode()).decode()
+        parts = [encoded[i : i + chunk] for i in range(0, len(encoded), chunk)]
+        (metadata.joinpath(*["@" + part for part in parts[:-1]], parts[-1])).unlink(missing_ok=True)

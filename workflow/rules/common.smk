@@ -1,12 +1,16 @@
 # Shared by the rule files: the model x seed grid, the code each stage runs, and the params check.
 from mnistbench.errors import MnistbenchError
 from mnistbench.params import validate_mapping
-from mnistbench.stages import stage_code_files
+from mnistbench.stages import align_snakemake_with_dvc, stage_code_files
 
 try:
     validate_mapping(config, where="params.yaml")
 except MnistbenchError as error:
     raise WorkflowError(str(error)) from None
+
+# DVC may have run, restored or recorded outputs since Snakemake last looked: take its word for what is stale.
+if workflow.is_main_process:
+    align_snakemake_with_dvc()
 
 MODELS = list(config["models"])
 SEEDS = config["seeds"]
