@@ -44,3 +44,8 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
 def test_missing_input_names_the_file(tmp_path):
     with pytest.raises(MnistbenchError, match=r"missing\.npz is missing: train needs it"):
         load_npz(tmp_path / "missing.npz", needed_by="train")
+
+
+def test_written_files_get_ordinary_permissions(tmp_path):
+    write_json(tmp_path / "r.json", {})
+    assert (tmp_path / "r.json").stat().st_mode & 0o644 == 0o644

@@ -20,6 +20,10 @@ import numpy as np
 from mnistbench.errors import MnistbenchError
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 @contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `target`; on success it is renamed to `target`, on error removed."""
@@ -28,6 +32,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     os.close(handle)
     temp = Path(temp_name)
+    temp.chmod(0o666 & ~_UMASK)  # mkstemp makes files private; results are ordinary files
     try:
         yield temp
         os.replace(temp, target)
