@@ -81,8 +81,12 @@ def verify_canonical(raw: RawMnist, source: str, allow_subset: bool = False) -> 
         return True
     if not allow_subset:
         raise MnistbenchError(f"source {source}: {raw.n_rows} rows: canonical MNIST has {CANONICAL_ROWS}")
-    log.warning("source %s has %d rows, not the %d of canonical MNIST: a sample, recorded as canonical: false",
-                source, raw.n_rows, CANONICAL_ROWS)
+    log.warning(
+        "source %s has %d rows, not the %d of canonical MNIST: a sample, recorded as canonical: false",
+        source,
+        raw.n_rows,
+        CANONICAL_ROWS,
+    )
     return False
 
 

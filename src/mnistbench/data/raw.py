@@ -19,7 +19,7 @@ PIXELS = 28 * 28
 
 @dataclass(frozen=True)
 class RawMnist:
-    """images: uint8 (N, 784); labels: uint8 (N,), values 0..9; train_rows: leading rows of the official training set."""
+    """images: uint8 (N, 784); labels: uint8 (N,), 0..9; train_rows: leading rows of the official training set."""
 
     images: np.ndarray
     labels: np.ndarray

