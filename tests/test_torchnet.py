@@ -75,13 +75,12 @@ def test_torch_and_scratch_agree_to_1e6_after_100_steps_in_float64(optimizer, ov
 
 
 def small_real_sample() -> tuple[dict, dict, str] | None:
-    """(train_set, test_set) cut from the committed real-MNIST fixture, or None when it is not there."""
+    """(train_set, test_set, "real") from the real-MNIST fixture (official train rows, then test rows), or None."""
     if not FIXTURE.is_file():
         return None
     with np.load(FIXTURE, allow_pickle=False) as archive:
-        images, labels = archive["images"], archive["labels"]
-    images = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
-    split = int(len(labels) * 0.6)
+        images, labels, split = archive["images"], archive["labels"], int(archive["train_rows"])
+    images = images.astype(np.float32) / 255.0
     return ({"images": images[:split], "labels": labels[:split]},
             {"images": images[split:], "labels": labels[split:]}, "real")
 
@@ -101,13 +100,13 @@ def test_float32_test_accuracies_of_torch_and_scratch_differ_by_at_most_0_2_poin
     model = model_params("float32", hidden=64)
     accuracies = {}
     for impl in ("torch", "scratch"):
-        run = run_params(impl, "adam", lr=0.001, epochs=3, batch_size=32)
+        run = run_params(impl, "adam", lr=0.001, epochs=5, batch_size=32)
         weights, record = train(run, model, seed=0, train_set=train_set, val_set=empty, progress=False)
         assert record["status"] == "ok"
         backend = make_backend(run, model, weights, empty["images"], empty["labels"], 1)
         predicted = np.argmax(backend.predict_logits(test_set["images"]), axis=1)
         accuracies[impl] = 100.0 * np.mean(predicted == test_set["labels"])
-    assert accuracies["torch"] > 30.0, f"training did not learn: {accuracies}"
+    assert accuracies["torch"] > 50.0, f"training did not learn: {accuracies}"
     assert abs(accuracies["torch"] - accuracies["scratch"]) <= 0.2, accuracies
 
 

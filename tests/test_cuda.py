@@ -1,0 +1,93 @@
+"""The torch backend on a CUDA device: same numbers as on the CPU, data on the device, the GPU recorded.
+
+Skipped, with the reason shown by `pytest -ra`, where torch sees no CUDA device.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mnistbench.params import ModelParams, RunParams
+from mnistbench.torchnet import TorchBackend
+from mnistbench.training import epoch_batches, generators, initial_weights, train
+
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(
+        not torch.cuda.is_available(),
+        reason=f"no CUDA device: torch {torch.__version__} (CUDA build: {torch.version.cuda}) sees no GPU",
+    ),
+]
+
+
+def run_params(device: str, optimizer: str = "adam", **overrides) -> RunParams:
+    values = dict(name="torch_gpu", impl="torch", optimizer=optimizer, lr=0.01, momentum=0.0, beta1=0.9,
+                  beta2=0.999, eps=1e-8, epochs=2, batch_size=64, device=device)
+    values.update(overrides)
+    return RunParams(**values)
+
+
+def synthetic_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    prototypes = np.random.default_rng(1234).random((10, 784))
+    labels = rng.integers(0, 10, size=n)
+    images = np.clip(prototypes[labels] + 0.9 * rng.standard_normal((n, 784)), 0.0, 1.0)
+    return images.astype(np.float32), labels.astype(np.int64)
+
+
+def trained(device: str, dtype: type, steps: int, optimizer: str = "adam") -> tuple[TorchBackend, np.ndarray]:
+    images, labels = synthetic_digits(640, seed=0)
+    model = ModelParams(hidden=64, init="xavier_uniform", dtype=np.dtype(dtype).name)
+    backend = TorchBackend(run_params(device, optimizer), initial_weights(0, model), images, labels, dtype, 1)
+    _, batch_rng = generators(0)
+    losses = []
+    while len(losses) < steps:
+        losses.extend(backend.train_epoch(epoch_batches(len(labels), 64, batch_rng)[: steps - len(losses)]))
+    return backend, np.array(losses)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_cuda_training_matches_cpu_in_float64(optimizer):
+    gpu, gpu_losses = trained("cuda", np.float64, 100, optimizer)
+    cpu, cpu_losses = trained("cpu", np.float64, 100, optimizer)
+    np.testing.assert_allclose(gpu_losses, cpu_losses, rtol=0, atol=1e-8)
+    for name, value in cpu.weights().items():
+        np.testing.assert_allclose(gpu.weights()[name], value, rtol=0, atol=1e-6, err_msg=name)
+
+
+def test_cuda_training_matches_cpu_in_float32_within_float32_tolerance():
+    gpu, gpu_losses = trained("cuda", np.float32, 50)
+    cpu, cpu_losses = trained("cpu", np.float32, 50)
+    np.testing.assert_allclose(gpu_losses, cpu_losses, rtol=1e-3, atol=1e-4)
+    images, _ = synthetic_digits(500, seed=9)
+    agree = np.mean(np.argmax(gpu.predict_logits(images), 1) == np.argmax(cpu.predict_logits(images), 1))
+    assert agree >= 0.99
+
+
+def test_cuda_training_is_deterministic():
+    first, _ = trained("cuda", np.float32, 30)
+    second, _ = trained("cuda", np.float32, 30)
+    for name, value in first.weights().items():
+        assert value.tobytes() == second.weights()[name].tobytes(), name
+
+
+def test_training_data_and_parameters_live_on_the_gpu():
+    backend, _ = trained("auto", np.float32, 1)
+    assert backend.device.type == "cuda"
+    assert backend.train_images.is_cuda and backend.train_labels.is_cuda
+    assert all(parameter.is_cuda for parameter in backend.network.parameters())
+
+
+def test_device_name_is_the_gpu_model_in_backend_and_training_record():
+    name = torch.cuda.get_device_name(0)
+    images, labels = synthetic_digits(256, seed=1)
+    empty = {"images": images[:0], "labels": labels[:0]}
+    model = ModelParams(hidden=32, init="xavier_uniform", dtype="float32")
+    _, record = train(run_params("cuda", epochs=1), model, 0, {"images": images, "labels": labels}, empty,
+                      progress=False)
+    assert record["device"] == name != "cpu"
+    backend, _ = trained("cuda", np.float32, 1)
+    assert backend.describe()["device"] == name and backend.describe()["device_type"] == "cuda"
+    assert backend.describe()["cuda"] == torch.version.cuda
