@@ -24,9 +24,13 @@ _NETWORK = [
     f"{_PKG}/scratch",
     f"{_PKG}/torchnet.py",
 ]
+_DATA = f"{_PKG}/data"
 STAGE_CODE: dict[str, list[str]] = {
-    "download": [f"{_PKG}/data/sources.py", f"{_PKG}/data/idx.py"],
-    "prepare": [f"{_PKG}/data/prepare.py"],
+    "download": [
+        f"{_DATA}/{module}.py"
+        for module in ("sources", "idx", "wheel", "download", "safe_pickle", "checksums", "raw")
+    ],
+    "prepare": [f"{_DATA}/prepare.py", f"{_DATA}/raw.py", f"{_DATA}/checksums.py"],
     "train": _NETWORK,
     "evaluate": [*_NETWORK, f"{_PKG}/evaluation.py"],
     "report": [f"{_PKG}/report"],

@@ -16,6 +16,7 @@ rule prepare:
     input:
         code("prepare"),
         "data/raw/mnist.npz",
+        "data/raw/source.json",
     output:
         "data/prepared/train.npz",
         "data/prepared/val.npz",
