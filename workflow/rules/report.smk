@@ -11,6 +11,8 @@ rule report:
         "reports/report.html",
         "reports/plots/learning_curves.csv",
         "reports/plots/confusion.csv",
+        directory("reports/plots/curves"),
+        directory("reports/plots/confusion"),
     params:
         all_params=config,
     log:

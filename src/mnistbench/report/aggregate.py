@@ -7,7 +7,6 @@ Intervals are Student t intervals over seeds (scipy.stats.t): with one seed ther
 
 from __future__ import annotations
 
-import math
 from itertools import combinations
 from typing import Any
 
@@ -209,10 +208,3 @@ def per_class_f1(inputs: ReportInputs) -> pd.DataFrame:
         if scores:
             columns[model] = np.mean(np.asarray(scores, dtype=np.float64), axis=0)
     return pd.DataFrame(columns)
-
-
-def finite_or_none(value: Any) -> Any:
-    """NaN / inf -> None so that a value can be written as JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

@@ -12,8 +12,20 @@ import io
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 DPI = 110
+
+
+def _log_tick_label(value: float, _position: int) -> str:
+    """Plain numbers on a log axis, labelling only the 1, 2, 5 steps of each decade."""
+    if value <= 0:
+        return ""
+    mantissa = round(value / 10 ** np.floor(np.log10(value)), 6)
+    return f"{value:.3g}" if mantissa in (1.0, 2.0, 5.0) else ""
+
+
+PLAIN_NUMBER = FuncFormatter(_log_tick_label)
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 
 
@@ -77,9 +89,22 @@ def learning_curves_figure(means: pd.DataFrame, colours: dict[str, str]) -> str:
         axes.set_xlabel("epoch")
         if value != "val_accuracy":
             axes.set_yscale("log")
+            axes.yaxis.set_major_formatter(PLAIN_NUMBER)
+            axes.yaxis.set_minor_formatter(PLAIN_NUMBER)
         axes.grid(alpha=0.3)
         axes.legend(fontsize=8)
     return to_data_uri(figure)
+
+
+def _count_label(value: float) -> str:
+    return f"{int(value)}" if value else ""
+
+
+def _percent_label(share: float) -> str:
+    """Shares as percentages, one decimal below 10% so that rare confusions stay visible; blank for none."""
+    if not share:
+        return ""
+    return f"{100 * share:.1f}" if share < 0.1 else f"{100 * share:.0f}"
 
 
 def confusion_figure(matrix: np.ndarray, model: str) -> str:
@@ -88,8 +113,8 @@ def confusion_figure(matrix: np.ndarray, model: str) -> str:
     count_axes, share_axes = figure.subplots(1, 2)
     shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     for axes, values, title, text in (
-        (count_axes, matrix, f"{model}: counts", lambda v: f"{int(v)}"),
-        (share_axes, shares, f"{model}: share of each true class", lambda v: f"{100 * v:.0f}"),
+        (count_axes, matrix, f"{model}: counts", _count_label),
+        (share_axes, shares, f"{model}: % of each true digit", _percent_label),
     ):
         shown = np.log1p(values) if values is matrix else values
         axes.imshow(shown, cmap="Blues")
@@ -150,7 +175,7 @@ def timing_figure(table: pd.DataFrame, colours: dict[str, str]) -> str:
                 continue
             axes.barh(row, values.mean(), color=colours[model], alpha=0.6)
             axes.scatter(values, np.full(len(values), row), color="black", s=12, zorder=3)
-            axes.text(values.mean(), row, f" {values.mean():.3g} s", va="center", fontsize=8)
+            axes.text(max(values.max(), values.mean()), row, f"  mean {values.mean():.3g} s", va="center", fontsize=8)
         axes.set_yticks(range(len(models)), models)
         axes.invert_yaxis()
         axes.set_xlabel(label)

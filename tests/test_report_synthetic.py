@@ -1,0 +1,114 @@
+"""Synthetic inputs of the report stage (no tests here): a params file, raw images, and the train and eval
+records every (model, seed) would have, shaped like training.run_train and the evaluate stage write them.
+
+The numbers are random but self-consistent: each eval record's accuracy, confusion matrix and per-class scores
+come from one set of simulated predictions, computed with scikit-learn.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
+
+from mnistbench.io import save_npz, write_json
+from mnistbench.params import Params, load_params
+from mnistbench.paths import Layout
+
+RAW_ROWS = 300
+MODELS = {
+    "scratch_sgd": {"impl": "scratch", "optimizer": "sgd", "lr": 0.1, "momentum": 0.0, "epochs": 4, "batch_size": 64},
+    "scratch_adam": {"impl": "scratch", "optimizer": "adam", "lr": 0.001, "epochs": 3, "batch_size": 128},
+    "torch_adam": {"impl": "torch", "optimizer": "adam", "lr": 0.001, "epochs": 3, "batch_size": 128, "device": "cpu"},
+}
+DATA = {"source": "fixture.npz", "split": "official", "n_train": 500, "n_val": 100, "n_test": 200, "normalize": "unit"}
+
+
+def write_params(root: Path, seeds: tuple[int, ...] = (0, 1, 2), data: dict[str, Any] | None = None,
+                 models: dict[str, Any] | None = None) -> Params:
+    mapping = {"data": data or DATA, "model": {"hidden": 16}, "seeds": list(seeds), "models": models or MODELS}
+    path = root / "params.yaml"
+    path.write_text(yaml.safe_dump(mapping, sort_keys=False), encoding="utf-8")
+    return load_params(path)
+
+
+def provenance_record(date: str) -> dict[str, Any]:
+    return {"date": date, "git": {"commit": "0123456789abcdef", "dirty": False}, "python": "3.11.9",
+            "packages": {"numpy": "2.0", "torch": "2.3"}, "platform": "Linux-x86_64", "cpu": "Test CPU",
+            "cpu_count": 2, "threads": 1, "device": "cpu"}
+
+
+def train_record(model: str, seed: int, epochs: int, rng: np.random.Generator, diverge_at: int | None,
+                 n_val: int) -> dict[str, Any]:
+    history = []
+    for epoch in range(1, epochs + 1):
+        diverged = diverge_at == epoch
+        history.append({
+            "epoch": epoch,
+            "train_loss": None if diverged else float(1.0 / epoch + rng.uniform(0, 0.05)),
+            "val_loss": None if diverged or not n_val else float(1.1 / epoch + rng.uniform(0, 0.05)),
+            "val_accuracy": None if diverged or not n_val else float(0.8 + 0.03 * epoch + rng.uniform(0, 0.01)),
+            "seconds": float(rng.uniform(0.5, 1.5)),
+        })
+        if diverged:
+            break
+    train_seconds = sum(entry["seconds"] for entry in history)
+    return {
+        "status": "diverged" if diverge_at else "ok", "diverged_epoch": diverge_at,
+        "epochs_completed": len(history) - 1 if diverge_at else len(history), "history": history,
+        "train_seconds": train_seconds, "seconds_per_epoch": train_seconds / len(history),
+        "samples_per_second": 500 * len(history) / train_seconds, "wall_seconds": train_seconds + 0.3,
+        "n_train": 500, "n_val": n_val, "device": "cpu", "model": model, "seed": seed, "threads": 1,
+        "provenance": provenance_record(f"2025-01-01T00:0{seed}:30+00:00"),
+    }
+
+
+def eval_record(model: str, seed: int, rng: np.random.Generator, diverged: bool, n_test: int) -> dict[str, Any]:
+    labels = rng.integers(0, 10, n_test)
+    error_rate = 0.9 if diverged else rng.uniform(0.02, 0.15)
+    wrong = rng.random(n_test) < error_rate
+    predicted = np.where(wrong, (labels + rng.integers(1, 10, n_test)) % 10, labels)
+    precision, recall, f1, support = precision_recall_fscore_support(labels, predicted, labels=range(10),
+                                                                     zero_division=0)
+    wrong_rows = np.flatnonzero(predicted != labels)[:5]
+    mistakes = [{"test_row": int(row), "dataset_index": int(row % RAW_ROWS), "label": int(labels[row]),
+                 "predicted": int(predicted[row]), "probability": float(rng.uniform(0.5, 1.0)),
+                 "probabilities": [0.1] * 10} for row in wrong_rows]
+    return {
+        "model": model, "seed": seed, "impl": "scratch", "status": "diverged" if diverged else "ok",
+        "diverged_epoch": 2 if diverged else None, "n_test": n_test,
+        "test_accuracy": float(np.mean(predicted == labels)), "test_loss": float(rng.uniform(0.1, 0.4)),
+        "per_class": {"precision": precision.tolist(), "recall": recall.tolist(), "f1": f1.tolist(),
+                      "support": support.tolist()},
+        "macro_f1": float(f1_score(labels, predicted, average="macro")),
+        "confusion_matrix": confusion_matrix(labels, predicted, labels=range(10)).tolist(),
+        "worst_mistakes": mistakes,
+        "inference": {"images_per_second": float(rng.uniform(1e5, 1e6)), "best_seconds": 0.001, "repeats": 5,
+                      "rows": n_test, "device": "cpu", "threads": 1},
+        "provenance": provenance_record(f"2025-01-01T00:1{seed}:00+00:00"),
+    }
+
+
+def write_results(root: Path, params: Params, diverged: frozenset[tuple[str, int]] = frozenset(),
+                  seed: int = 7) -> Layout:
+    """Write every input of the report under `root` for `params`; runs in `diverged` diverge at epoch 2."""
+    layout = Layout(root)
+    rng = np.random.default_rng(seed)
+    save_npz(layout.raw_npz, {"images": rng.integers(0, 256, (RAW_ROWS, 784), dtype=np.uint8),
+                              "labels": rng.integers(0, 10, RAW_ROWS).astype(np.uint8)})
+    write_json(layout.source_json, {"source": "fixture", "file": "fixture.npz", "sha256": {"images": "ab" * 32,
+               "labels": "cd" * 32}, "date": "2025-01-01T00:00:00+00:00"})
+    write_json(layout.stats_json, {"normalize": "unit", "mean": 0.1307, "std": 0.3081, "split": "official",
+                                   "sizes": {"train": params.data.n_train, "val": params.data.n_val,
+                                             "test": params.data.n_test}})
+    for model, run in params.models.items():
+        for run_seed in params.seeds:
+            is_diverged = (model, run_seed) in diverged
+            write_json(layout.train_report(model, run_seed), train_record(
+                model, run_seed, run.epochs, rng, 2 if is_diverged else None, params.data.n_val))
+            write_json(layout.eval_report(model, run_seed),
+                       eval_record(model, run_seed, rng, is_diverged, params.data.n_test))
+    return layout
