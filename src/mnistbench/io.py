@@ -19,7 +19,6 @@ import numpy as np
 
 from mnistbench.errors import MnistbenchError
 
-
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 

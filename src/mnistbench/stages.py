@@ -88,7 +88,7 @@ def align_snakemake_with_dvc(root: Path = Path(".")) -> dict[str, list[str]]:
     import networkx
     from dvc.repo import Repo
 
-    with Repo(str(root)) as repo:
+    with Repo(str(root)) as repo, repo.lock:
         upstream_first = list(reversed(list(networkx.topological_sort(repo.index.graph))))
         for stage in upstream_first:
             changes = stage.status().get(stage.addressing, [])

@@ -52,6 +52,10 @@ class Backend(Protocol):
         """Current parameters in the shared layout: w1 (784, h), b1 (h,), w2 (h, 10), b2 (10,)."""
         ...
 
+    def describe(self) -> dict[str, Any]:
+        """What runs the model: implementation, device, library versions, determinism settings."""
+        ...
+
 
 def generators(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
     """Independent streams for (initial weights, batch order), both fixed by the seed alone."""
@@ -143,6 +147,7 @@ def train(
         "n_train": len(labels),
         "n_val": len(val_labels),
         "device": backend.device_name,
+        "backend": backend.describe(),
     }
     return backend.weights(), record
 

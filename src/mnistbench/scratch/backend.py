@@ -1,0 +1,108 @@
+"""The scratch implementation of the training loop's Backend protocol (see mnistbench.training).
+
+It holds the training rows converted once to the model's dtype, gathers each mini-batch into a reused
+buffer, and runs one forward/backward pass and one optimizer step per batch. The optimizer sees the whole
+parameter vector as one array, which keeps the per-step count of NumPy calls small.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from mnistbench.errors import MnistbenchError
+from mnistbench.params import RunParams
+from mnistbench.scratch.network import MLP
+from mnistbench.scratch.optim import SGD, Adam
+
+
+def make_optimizer(run: RunParams, params: dict[str, np.ndarray]) -> SGD | Adam:
+    """The optimizer named by run.optimizer ("sgd": lr, momentum; "adam": lr, beta1, beta2, eps) over params."""
+    if run.optimizer == "sgd":
+        return SGD(params, lr=run.lr, momentum=run.momentum)
+    if run.optimizer == "adam":
+        return Adam(params, lr=run.lr, beta1=run.beta1, beta2=run.beta2, eps=run.eps)
+    raise MnistbenchError(f"models.{run.name}.optimizer = {run.optimizer!r}: must be one of sgd, adam")
+
+
+class ScratchBackend:
+    """Hand-written NumPy MLP and optimizer, trained on (images, labels) given once.
+
+    weights: the shared layout {"w1": (784, h), "b1": (h,), "w2": (h, 10), "b2": (10,)};
+    images: (n, 784) float (converted once to `dtype`); labels: (n,) int64.
+    """
+
+    device_name = "cpu"
+
+    def __init__(
+        self, run: RunParams, weights: dict[str, np.ndarray], images: np.ndarray, labels: np.ndarray,
+        dtype: np.dtype,
+    ) -> None:
+        self.dtype = np.dtype(dtype)
+        self.network = MLP(weights, self.dtype)
+        self.optimizer = make_optimizer(run, {"all": self.network.flat_params})
+        self.images = np.ascontiguousarray(images, dtype=self.dtype)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self._batch_images: dict[int, np.ndarray] = {}
+
+    def train_epoch(self, batches: list[np.ndarray]) -> np.ndarray:
+        """One optimizer step per batch (int64 row indices), in order.
+
+        Returns the float64 loss of each batch, shape (len(batches),), or fewer: it stops after the first
+        batch whose loss is not finite.
+        """
+        self._check_rows(batches)
+        losses = np.empty(len(batches), dtype=np.float64)
+        all_grads = {"all": self.network.flat_grads}
+        for step, rows in enumerate(batches):
+            images, labels = self._gather(rows)
+            losses[step], _ = self.network.loss_and_gradients(images, labels)
+            if not np.isfinite(losses[step]):
+                return losses[: step + 1]
+            self.optimizer.step(all_grads)
+        return losses
+
+    def predict_logits(self, images: np.ndarray) -> np.ndarray:
+        """images: (n, 784) float -> logits (n, 10) in the model's dtype."""
+        return self.network.logits(np.asarray(images, dtype=self.dtype))
+
+    def weights(self) -> dict[str, np.ndarray]:
+        """Copies of the current parameters: w1 (784, h), b1 (h,), w2 (h, 10), b2 (10,)."""
+        return self.network.weights()
+
+    def describe(self) -> dict[str, Any]:
+        """What runs the model, for the training record: implementation, device, NumPy version, dtype, optimizer."""
+        return {
+            "impl": "scratch",
+            "device": self.device_name,
+            "device_type": "cpu",
+            "numpy": np.__version__,
+            "dtype": self.dtype.name,
+            "optimizer": type(self.optimizer).__name__,
+            "deterministic": True,  # single-process NumPy: same inputs, same BLAS threads -> same bytes
+        }
+
+    def _check_rows(self, batches: list[np.ndarray]) -> None:
+        """Every row index of the epoch must exist (one check per epoch, not per step)."""
+        if batches:
+            rows = np.concatenate(batches)
+            if rows.size and (rows.min() < 0 or rows.max() >= len(self.labels)):
+                raise IndexError(f"batch row indices span [{rows.min()}, {rows.max()}]: the backend holds "
+                                 f"{len(self.labels)} rows")
+
+    def _gather(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The batch's (images (b, 784), labels (b,)).
+
+        A batch holding every row (full-batch training) uses the stored arrays as they are: the rows of a
+        full batch are a set, and the mean loss and its gradient do not depend on their order (up to
+        floating-point rounding), so the 55,000-row copy per step is skipped.
+        """
+        if len(rows) == len(self.labels):
+            return self.images, self.labels
+        if len(rows) not in self._batch_images:
+            self._batch_images[len(rows)] = np.empty((len(rows), self.images.shape[1]), self.dtype)
+        # mode="clip" writes straight into the buffer (mode="raise" gathers into a temporary first, then
+        # copies); the rows were checked once for the epoch by _check_rows.
+        batch_images = np.take(self.images, rows, axis=0, out=self._batch_images[len(rows)], mode="clip")
+        return batch_images, self.labels[rows]
