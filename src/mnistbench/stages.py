@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import time
 from base64 import urlsafe_b64encode
 from pathlib import Path
 
@@ -123,17 +124,20 @@ def _newest_time(paths: list[Path]) -> float:
 
 
 def _order_after_inputs(outputs: list[Path], inputs: list[Path]) -> None:
+    """Date outputs just after their newest input (never in the future, which Snakemake calls clock skew)."""
     newest_input = _newest_time(inputs)
+    stamp = min(newest_input + 0.001, time.time())
     for output in outputs:
         for found in _files_under(output):
             if found.stat().st_mtime <= newest_input:
-                os.utime(found, (newest_input + 1, newest_input + 1))
+                os.utime(found, (stamp, stamp))
 
 
 def _date_before_inputs(outputs: list[Path]) -> None:
+    # One second after the epoch: Snakemake reads a modification time of 0 as "unknown", not as "old".
     for output in outputs:
         for found in _files_under(output):
-            os.utime(found, (0, 0))
+            os.utime(found, (1, 1))
 
 
 def _forget_snakemake_records(root: Path, outputs: list[str]) -> None:
