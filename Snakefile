@@ -15,6 +15,11 @@ include: "workflow/rules/common.smk"
 validate(config, "workflow/schemas/params.schema.yaml")
 
 
+wildcard_constraints:
+    model="[A-Za-z][A-Za-z0-9_]*",
+    seed=r"\d+",
+
+
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"

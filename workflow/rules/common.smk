@@ -16,11 +16,6 @@ MODELS = list(config["models"])
 SEEDS = config["seeds"]
 
 
-wildcard_constraints:
-    model="[A-Za-z][A-Za-z0-9_]*",
-    seed=r"\d+",
-
-
 def code(stage):
     """Source files a stage runs: listed as inputs so that editing them reruns the stage."""
     return stage_code_files(stage)

@@ -52,6 +52,8 @@ def run_table(inputs: ReportInputs) -> pd.DataFrame:
             "epochs_completed": train.get("epochs_completed"),
             "device": train.get("device"),
             "threads": train.get("threads"),
+            "load_average": train.get("load_average"),
+            "cpu_count": train.get("cpu_count"),
         })
     table = pd.DataFrame(rows)
     numeric = list(SUMMARY_COLUMNS)

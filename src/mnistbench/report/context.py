@@ -110,6 +110,10 @@ def comparison_section(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+# A paired gap this small (as a fraction, 0.1 points) is real for the seeds but of no practical weight.
+TINY_GAP = 0.001
+
+
 def _verdict_sentence(pair: dict[str, Any]) -> str:
     a, b, n = pair["a"], pair["b"], pair["n_pairs"]
     if pair["verdict"] == "not available":
@@ -120,8 +124,12 @@ def _verdict_sentence(pair: dict[str, Any]) -> str:
     if pair["verdict"] == "no clear difference":
         return (f"{winner} is {gap} points ahead of {loser} on average, but the 95% interval includes zero: "
                 f"with {n} seeds this gap is within seed-to-seed noise.")
-    return (f"{winner} is {gap} points more accurate than {loser}; the 95% interval excludes zero, "
-            f"so the difference is unlikely to be seed noise.")
+    sentence = (f"{winner} is {gap} points more accurate than {loser}; the 95% interval excludes zero, "
+                f"so the difference is unlikely to be seed noise.")
+    if abs(pair["mean"]) < TINY_GAP:
+        sentence += (f" It is also tiny (under {fmt.points(TINY_GAP)} points): with the same initial weights and "
+                     "batches, such a gap can come from float32 rounding alone.")
+    return sentence
 
 
 def confusion_section(inputs: ReportInputs, colours: dict[str, str]) -> dict[str, Any]:
@@ -171,6 +179,7 @@ def timing_section(table: pd.DataFrame, colours: dict[str, str]) -> dict[str, An
             "seconds_per_epoch": fmt.seconds(ok["seconds_per_epoch"].mean() if len(ok) else None),
             "epochs": ", ".join(sorted({str(int(value)) for value in ok["epochs_completed"].dropna()})) or fmt.MISSING,
             "adds_up": _time_sentence(ok),
+            "load": _load_text(runs),
         })
     return {"image": figures.timing_figure(table, colours), "rows": rows}
 
@@ -182,6 +191,15 @@ def _time_sentence(ok: pd.DataFrame) -> str:
     epochs = ok["epochs_completed"].mean()
     return (f"{epochs:.0f} epochs x {fmt.seconds(ok['seconds_per_epoch'].mean())} per epoch "
             f"= {fmt.seconds(ok['train_seconds'].mean())}")
+
+
+def _load_text(runs: pd.DataFrame) -> str:
+    """The busiest 1-minute load average seen at the end of this model's training jobs, against the core count."""
+    loads = runs["load_average"].dropna() if "load_average" in runs else pd.Series(dtype=float)
+    if loads.empty:
+        return fmt.MISSING
+    cores = runs["cpu_count"].dropna()
+    return f"{loads.max():.1f}" + (f" on {int(cores.max())} cores" if len(cores) else "")
 
 
 def diverged_section(table: pd.DataFrame) -> list[dict[str, Any]]:
