@@ -7,8 +7,23 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mnistbench.data import checksums
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = REPO_ROOT / "tests" / "fixtures"
+# tests/fixtures/mnist_small.npz holds rows 0..599 and 60000..60199 of canonical MNIST; these are its digests.
+FIXTURE_SHA256 = {
+    "images": "c3e40bbf02372375fdacfc229fc5358b983306996fc1d28c5fff7b58c209f056",
+    "labels": "940917de745eac0ec5774378da654e19bb55e843c5bbb709f53f939ef62f1e0a",
+}
+
+
+@pytest.fixture
+def fixture_is_canonical(monkeypatch):
+    """Pretend the 800-row fixture is canonical MNIST, so checks and fetchers run on real bytes."""
+    monkeypatch.setattr(checksums, "CANONICAL_ROWS", 800)
+    monkeypatch.setattr(checksums, "CANONICAL_TRAIN_ROWS", 600)
+    monkeypatch.setattr(checksums, "CANONICAL_SHA256", FIXTURE_SHA256)
 
 
 @pytest.fixture

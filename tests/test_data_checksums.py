@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import FIXTURE_SHA256
 
-from mnistbench.data import checksums
 from mnistbench.data.checksums import (
     CANONICAL_SHA256,
     WHEEL_PICKLE_SHA256,
@@ -22,11 +22,6 @@ from mnistbench.errors import MnistbenchError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = Path(__file__).parent / "fixtures" / "mnist_small.npz"
-# The fixture's own digests (it is rows 0..599 and 60000..60199 of canonical MNIST).
-FIXTURE_SHA256 = {
-    "images": "c3e40bbf02372375fdacfc229fc5358b983306996fc1d28c5fff7b58c209f056",
-    "labels": "940917de745eac0ec5774378da654e19bb55e843c5bbb709f53f939ef62f1e0a",
-}
 DOC_CANDIDATES = (REPO_ROOT / "docs" / "data-sources.md", REPO_ROOT.parent / "shared" / "docs" / "data-sources.md")
 DOC_ROWS = {
     "all images": "images",
@@ -77,13 +72,6 @@ def test_array_sha256_hashes_the_c_order_bytes():
     assert array_sha256(array.T) == array_sha256(np.ascontiguousarray(array.T))
     assert array_sha256(array.T) != array_sha256(array)
 
-
-@pytest.fixture
-def fixture_is_canonical(monkeypatch):
-    """Pretend the 800-row fixture is canonical MNIST, so the canonical check runs on real bytes."""
-    monkeypatch.setattr(checksums, "CANONICAL_ROWS", 800)
-    monkeypatch.setattr(checksums, "CANONICAL_TRAIN_ROWS", 600)
-    monkeypatch.setattr(checksums, "CANONICAL_SHA256", FIXTURE_SHA256)
 
 
 def test_canonical_rows_that_match_are_canonical(fixture_is_canonical):

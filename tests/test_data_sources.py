@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import FIXTURE_SHA256
 
-from mnistbench.data import checksums, sources, wheel
 from mnistbench.data import download as download_module
+from mnistbench.data import sources, wheel
 from mnistbench.data.raw import RawMnist, load_raw
 from mnistbench.errors import MnistbenchError
 from mnistbench.io import read_json
@@ -27,18 +28,7 @@ from mnistbench.paths import Layout
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
 SMALL_NPZ = FIXTURES / "mnist_small.npz"
-FIXTURE_SHA256 = {
-    "images": "c3e40bbf02372375fdacfc229fc5358b983306996fc1d28c5fff7b58c209f056",
-    "labels": "940917de745eac0ec5774378da654e19bb55e843c5bbb709f53f939ef62f1e0a",
-}
 
-
-@pytest.fixture
-def fixture_is_canonical(monkeypatch):
-    """Pretend the 800-row fixture is canonical MNIST, so fetchers can hand it back as if downloaded."""
-    monkeypatch.setattr(checksums, "CANONICAL_ROWS", 800)
-    monkeypatch.setattr(checksums, "CANONICAL_TRAIN_ROWS", 600)
-    monkeypatch.setattr(checksums, "CANONICAL_SHA256", FIXTURE_SHA256)
 
 
 def params_with_source(source: str):

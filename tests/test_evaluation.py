@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import synthetic_digits
 from scipy.special import softmax
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
@@ -30,12 +31,6 @@ evaluate: {worst_mistakes: 5, throughput_repeats: 2}
 N_TEST = 400
 
 
-def synthetic_digits(n: int, seed: int, noise: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    prototypes = np.random.default_rng(1234).random((10, 784))
-    labels = rng.integers(0, 10, size=n)
-    images = np.clip(prototypes[labels] + noise * rng.standard_normal((n, 784)), 0.0, 1.0)
-    return images.astype(np.float32), labels.astype(np.uint8)
 
 
 def numpy_logits(weights: dict, images: np.ndarray) -> np.ndarray:
@@ -51,7 +46,8 @@ def workspace(tmp_path: Path):
     params_path.write_text(PARAMS, encoding="utf-8")
     params = load_params(params_path)
     layout = Layout(tmp_path)
-    images, labels = synthetic_digits(300 + N_TEST, seed=0)
+    images, labels = synthetic_digits(300 + N_TEST, seed=0, noise=0.5)
+    labels = labels.astype(np.uint8)  # as data/prepared stores them
     test_images, test_labels = images[300:], labels[300:]
     dataset_indices = np.arange(60_000, 60_000 + N_TEST, dtype=np.int64)[::-1].copy()
     save_npz(layout.prepared_split("test"), {"images": test_images, "labels": test_labels,

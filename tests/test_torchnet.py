@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import synthetic_digits
 
 from mnistbench.errors import MnistbenchError
 from mnistbench.params import ModelParams, RunParams
@@ -28,13 +29,6 @@ def model_params(dtype: str, hidden: int = 32) -> ModelParams:
     return ModelParams(hidden=hidden, init="xavier_uniform", dtype=dtype)
 
 
-def synthetic_digits(n: int, seed: int, noise: float = 0.35) -> tuple[np.ndarray, np.ndarray]:
-    """(n, 784) float32 images in [0, 1] around 10 random prototypes (overlapping classes); (n,) int64 labels."""
-    rng = np.random.default_rng(seed)
-    prototypes = np.random.default_rng(1234).random((10, 784))
-    labels = rng.integers(0, 10, size=n)
-    images = np.clip(prototypes[labels] + noise * rng.standard_normal((n, 784)), 0.0, 1.0)
-    return images.astype(np.float32), labels.astype(np.int64)
 
 
 def train_for_steps(backend, n_rows: int, batch_size: int, steps: int, seed: int = 0) -> np.ndarray:
