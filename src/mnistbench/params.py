@@ -108,6 +108,19 @@ def validate_mapping(mapping: Any, where: str = "params") -> None:
     if errors:
         raise MnistbenchError(f"{where}: {describe_schema_error(errors[0])}")
     _check_sizes(mapping["data"], where)
+    _check_source(mapping["data"]["source"], where)
+
+
+NAMED_SOURCES = ("auto", "idx", "openml", "wheel")
+
+
+def _check_source(source: str, where: str) -> None:
+    """A source is one of the named ones or a local file or folder that exists (relative to the working dir)."""
+    if source not in NAMED_SOURCES and not Path(source).expanduser().exists():
+        raise MnistbenchError(
+            f"{where}: data.source = {source!r}: must be one of {', '.join(NAMED_SOURCES)} "
+            "or an existing .npz file or IDX folder"
+        )
 
 
 def describe_schema_error(error: jsonschema.ValidationError) -> str:
