@@ -58,7 +58,7 @@ def test_defaults_are_filled_in(default_params_mapping, write_params):
         ("seeds", [0, 1, 1], "seeds = [0, 1, 1]: values must be unique"),
         ("data.n_train", 59_000, "data.n_train + data.n_val = 59000 + 5000 = 64000: must be <= 60000"),
         ("data.n_test", 10_001, "data.n_test = 10001: must be <= 10000"),
-        ("data.source", "kaggle", "data.source = 'kaggle': must be one of auto, idx, openml, wheel or an existing"),
+        ("data.source", "kaggle", "data.source = 'kaggle': must be one of auto, idx, openml, wheel or a local"),
     ],
 )
 def test_bad_value_is_named_with_what_is_allowed(default_params_mapping, write_params, key, value, expected):

@@ -190,9 +190,7 @@ def test_plot_data_files_for_dvc(built):
         n_ok = built["metrics"]["models"][model]["n_seeds_ok"]
         assert len(confusion) == n_ok * params.data.n_test
         assert list(confusion.columns) == ["actual", "predicted"]
-    pooled = pd.read_csv(layout.plots_dir / "confusion.csv")
-    assert list(pooled.columns) == ["model", "actual", "predicted"]
-    sgd = pooled[pooled["model"] == "scratch_sgd"]
+    sgd = pd.read_csv(layout.plots_dir / "confusion" / "scratch_sgd.csv")
     matrix = pd.crosstab(sgd["actual"], sgd["predicted"]).reindex(index=range(10), columns=range(10), fill_value=0)
     records = [json.loads(layout.eval_report("scratch_sgd", seed).read_text()) for seed in (0, 2)]
     assert matrix.to_numpy().tolist() == np.sum([r["confusion_matrix"] for r in records], axis=0).tolist()

@@ -115,11 +115,14 @@ NAMED_SOURCES = ("auto", "idx", "openml", "wheel")
 
 
 def _check_source(source: str, where: str) -> None:
-    """A source is one of the named ones or a local file or folder that exists (relative to the working dir)."""
-    if source not in NAMED_SOURCES and not Path(source).expanduser().exists():
+    """A source is one of the named ones, a local .npz file or an existing IDX folder (relative to the working dir).
+
+    Whether an .npz file exists is left to the download stage, so that later stages still run after it is gone.
+    """
+    if source not in NAMED_SOURCES and not source.endswith(".npz") and not Path(source).expanduser().is_dir():
         raise MnistbenchError(
             f"{where}: data.source = {source!r}: must be one of {', '.join(NAMED_SOURCES)} "
-            "or an existing .npz file or IDX folder"
+            "or a local .npz file or an existing IDX folder"
         )
 
 

@@ -10,7 +10,6 @@ rule report:
         "reports/metrics.json",
         "reports/report.html",
         "reports/plots/learning_curves.csv",
-        "reports/plots/confusion.csv",
         directory("reports/plots/curves"),
         directory("reports/plots/confusion"),
     params:

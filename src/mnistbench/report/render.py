@@ -4,8 +4,6 @@ Outputs (all written atomically):
     reports/metrics.json                      aggregate statistics (aggregate.metrics_document)
     reports/plots/learning_curves.csv         long: model, seed, status, epoch, train_loss, val_loss, val_accuracy,
                                               seconds (every run, every epoch)
-    reports/plots/confusion.csv               model, actual, predicted: one row per test image and model, ok seeds
-                                              pooled (the per-model files below are what `dvc plots` should draw)
     reports/plots/curves/<model>.csv          epoch, train_loss, val_loss, val_accuracy: means over ok seeds
     reports/plots/confusion/<model>.csv       actual, predicted: one row per test image, ok seeds pooled (models
                                               with at least one ok run; files of other models are removed)
@@ -79,11 +77,6 @@ def write_plot_data(layout: Layout, inputs: ReportInputs, curves: pd.DataFrame, 
         if matrix is not None:
             write_csv(layout.plots_dir / "confusion" / f"{model}.csv", confusion_rows(matrix))
             written.add(layout.plots_dir / "confusion" / f"{model}.csv")
-    pooled = [confusion_rows(matrix).assign(model=model) for model in models
-              if (matrix := aggregate.summed_confusion(inputs, model)) is not None]
-    columns = ["model", "actual", "predicted"]
-    write_csv(layout.plots_dir / "confusion.csv",
-              pd.concat(pooled)[columns] if pooled else pd.DataFrame(columns=columns))
     for folder in ("curves", "confusion"):
         remove_stale(layout.plots_dir / folder, {path.name for path in written if path.parent.name == folder})
 
