@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -137,6 +138,14 @@ def test_record_has_the_run_identity_inference_and_provenance(workspace):
     assert inference["images_per_second"] == pytest.approx(N_TEST / inference["best_seconds"])
     assert inference["device"] == "cpu"
     assert report["provenance"]["threads"] == 1
+
+
+def test_record_names_the_exact_weights_and_test_rows_it_used(workspace):
+    params, layout, _, test_images, test_labels, _ = workspace
+    inputs = evaluated(params, layout, "tiny_scratch")["inputs"]
+    assert inputs["weights_sha256"] == hashlib.sha256(layout.weights("tiny_scratch", 0).read_bytes()).hexdigest()
+    assert inputs["test_images_sha256"] == hashlib.sha256(test_images.tobytes()).hexdigest()
+    assert inputs["test_labels_sha256"] == hashlib.sha256(test_labels.astype(np.uint8).tobytes()).hexdigest()
 
 
 def test_torch_and_scratch_evaluate_the_same_weights_identically(workspace):

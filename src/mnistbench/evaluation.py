@@ -18,6 +18,7 @@ from scipy.special import softmax
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 from threadpoolctl import threadpool_limits
 
+from mnistbench.data.checksums import array_sha256, file_digest
 from mnistbench.io import load_npz, read_json, write_json
 from mnistbench.params import Params
 from mnistbench.paths import Layout
@@ -138,6 +139,11 @@ def run_evaluate(params: Params, model_name: str, seed: int, threads: int, layou
         "diverged_epoch": train_record.get("diverged_epoch"),
         **evaluate_logits(logits, labels, test_set.get("indices"), params.evaluate.worst_mistakes),
         "inference": inference,
+        "inputs": {
+            "weights_sha256": file_digest(layout.weights(model_name, seed), "sha256"),
+            "test_images_sha256": array_sha256(test_set["images"]),
+            "test_labels_sha256": array_sha256(test_set["labels"]),
+        },
         "provenance": provenance(threads=threads, device=backend.device_name),
     }
     write_json(layout.eval_report(model_name, seed), record)
