@@ -141,9 +141,10 @@ def test_local_file_with_canonical_rows_but_wrong_bytes_is_refused(tmp_path, fix
     assert not layout.raw_npz.exists()
 
 
-def test_unknown_source_names_the_value_and_what_is_allowed(tmp_path):
-    with pytest.raises(MnistbenchError, match=r"data.source = 'kaggle': must be auto, idx, openml, wheel"):
-        sources.fetch("kaggle", tmp_path)
+def test_a_local_source_that_is_gone_is_named(tmp_path):
+    gone = str(tmp_path / "gone.npz")
+    with pytest.raises(MnistbenchError, match=rf"data.source = '{gone}': no such file or folder"):
+        sources.fetch(gone, tmp_path)
 
 
 def test_idx_tries_both_mirrors_in_order(monkeypatch, tmp_path):

@@ -165,9 +165,7 @@ def fetch(source: str, workdir: Path) -> Fetched:
         return FETCHERS[source](workdir / source)
     path = Path(source).expanduser()
     if not path.exists():
-        raise MnistbenchError(
-            f"data.source = {source!r}: must be auto, idx, openml, wheel or an existing .npz file or IDX folder"
-        )
+        raise MnistbenchError(f"data.source = {source!r}: no such file or folder (a local source must exist)")
     return load_local(path)
 
 
