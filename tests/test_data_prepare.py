@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 from pathlib import Path
 
@@ -148,10 +149,25 @@ def test_run_prepare_writes_the_three_splits_and_stats(tmp_path):
     stats = read_json(layout.stats_json)
     assert (stats["n_train"], stats["n_val"], stats["n_test"]) == (500, 0, 200)
     assert stats["raw"]["source"] == "local" and stats["normalize"] == "standard"
+    assert "date" not in json.dumps(stats) and "provenance" not in stats
     for split in ("train", "val", "test"):
         arrays = load_npz(layout.prepared_split(split))
         assert arrays["labels"].dtype == np.uint8 and arrays["indices"].dtype == np.int64
         assert stats["sha256"][split] == {name: array_sha256(array) for name, array in arrays.items()}
+
+
+def test_rerunning_prepare_on_the_same_data_rewrites_identical_bytes(tmp_path):
+    """Training jobs depend on these files: equal bytes mean DVC reruns none of them."""
+    layout = staged_layout(tmp_path)
+    params = load_params(REPO_ROOT / "params.yaml")
+    params = dataclasses.replace(params, data=data_params())
+    outputs = [layout.stats_json, *(layout.prepared_split(split) for split in ("train", "val", "test"))]
+    prepare.run_prepare(params, layout)
+    first = [path.read_bytes() for path in outputs]
+    source = read_json(layout.source_json)
+    write_json(layout.source_json, {**source, "date": "a later download", "seconds": 9.9})
+    prepare.run_prepare(params, layout)
+    assert [path.read_bytes() for path in outputs] == first
 
 
 def test_run_prepare_without_raw_data_says_which_stage_to_run(tmp_path):
