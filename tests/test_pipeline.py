@@ -300,3 +300,12 @@ def stage_code_files_for(repo: Path, folder: str) -> list[str]:
 
 def _split(listing: str) -> list[str]:
     return [item.strip() for item in listing.split(",") if item.strip()]
+
+
+def test_a_snakemake_file_target_records_only_what_it_built_in_dvc(work_repo):
+    params = yaml.safe_load((work_repo / "params.yaml").read_text())
+    _edit_lr(params)
+    write_params(work_repo, params)
+    run(work_repo, "snakemake", "--cores", "2", "reports/eval/scratch_sgd/seed0.json")
+    changed = set(re.findall(r"^(\S+):$", run(work_repo, "dvc", "status").stdout, flags=re.MULTILINE))
+    assert changed == {"train@scratch_sgd-1", "evaluate@scratch_sgd-1", "report"}

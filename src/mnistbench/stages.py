@@ -57,18 +57,32 @@ def sync_dvc(targets: list[str], root: Path = Path(".")) -> None:
 
     Snakemake and DVC run the same commands on the same files, so DVC only needs the hashes. Only the
     targets Snakemake built, and what they depend on, are recorded: they are up to date; other stages may not be.
-    targets: Snakemake's targets (rule names or files); none means the default target, the report.
+    targets: Snakemake's targets (rule names or output files); none means the default target, the report.
     """
     if not _is_dvc_project(root):
         log.info("no DVC project here: nothing to sync")
         return
-    dvc_targets = [target for target in targets if target != "all"] or ["report"]
-    command = ["dvc", "commit", "--force", "--quiet", "--with-deps", *dvc_targets]
+    stages = _dvc_stages_for(targets, root)
+    command = ["dvc", "commit", "--force", "--quiet", "--with-deps", *stages]
     result = subprocess.run(command, cwd=root, capture_output=True, text=True)
     if result.returncode != 0:
         last_line = (result.stderr.strip().splitlines() or ["(no message)"])[-1]
         raise MnistbenchError(f"{' '.join(command)} failed: {last_line}")
-    log.info("dvc.lock records %s and what it depends on", ", ".join(dvc_targets))
+    log.info("dvc.lock records %s and what it depends on", ", ".join(stages))
+
+
+def _dvc_stages_for(targets: list[str], root: Path) -> list[str]:
+    """DVC stage names for Snakemake targets: rule names stay (dvc.yaml uses the same names), an output file
+    becomes the stage that writes it (`dvc commit --with-deps` follows stage names, not file paths)."""
+    wanted = [target for target in targets if target != "all"] or ["report"]
+    files = [target for target in wanted if "/" in target or "." in target]
+    if not files:
+        return wanted
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        writer = {str(out.def_path): stage.name for stage in repo.index.stages for out in stage.outs}
+    return [writer.get(target, target) if target in files else target for target in wanted]
 
 
 def align_snakemake_with_dvc(root: Path = Path(".")) -> dict[str, list[str]]:
