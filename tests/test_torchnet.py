@@ -205,6 +205,7 @@ def test_deterministic_settings_and_versions_are_applied_and_described():
     assert settings["torch"] == torch.__version__ and settings["cuda"] == torch.version.cuda
     assert settings["device"] == backend.device_name
     assert settings["optimizer"] == "Adam"
+    assert settings["fused_optimizer"] is True
 
 
 def test_two_runs_with_the_same_seed_give_identical_weights():
