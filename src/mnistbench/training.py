@@ -175,7 +175,6 @@ def run_train(params: Params, model_name: str, seed: int, threads: int, layout: 
         peak_memory_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         # Other jobs sharing the cores slow this one down: the 1-minute load average tells how busy the machine was.
         load_average=os.getloadavg()[0],
-        cpu_count=os.cpu_count(),
         provenance=provenance(threads=threads, device=record["device"]),
     )
     save_npz(layout.weights(model_name, seed), weights)

@@ -53,7 +53,7 @@ def run_table(inputs: ReportInputs) -> pd.DataFrame:
             "device": train.get("device"),
             "threads": train.get("threads"),
             "load_average": train.get("load_average"),
-            "cpu_count": train.get("cpu_count"),
+            "cpu_count": (train.get("provenance") or {}).get("cpu_count"),
         })
     table = pd.DataFrame(rows)
     numeric = list(SUMMARY_COLUMNS)
