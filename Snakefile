@@ -1,6 +1,6 @@
 # The mnistbench pipeline for Snakemake: download -> prepare -> train -> evaluate -> report.
 # Thin on purpose: every rule calls the `mnistbench` CLI, exactly as the stages of dvc.yaml do.
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
@@ -8,11 +8,8 @@ min_version("9.0")
 configfile: "params.yaml"
 
 
-# common.smk checks the params first, with the same one-line messages as the CLI.
+# common.smk checks the params first, against workflow/schemas/params.schema.yaml, with the CLI's one-line messages.
 include: "workflow/rules/common.smk"
-
-
-validate(config, "workflow/schemas/params.schema.yaml")
 
 
 wildcard_constraints:

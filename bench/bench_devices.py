@@ -20,37 +20,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from common import adam_run, backend_for, training_rows
 from threadpoolctl import threadpool_limits
 
-from mnistbench.io import load_npz, write_json
-from mnistbench.params import ModelParams, RunParams
-from mnistbench.paths import Layout
+from mnistbench.backends.torch import device_name, resolve_device
+from mnistbench.io import write_json
+from mnistbench.params import NetworkParams, RunParams
 from mnistbench.provenance import provenance
-from mnistbench.torchnet import device_name, resolve_device
-from mnistbench.training import epoch_batches, generators, initial_weights, make_backend
+from mnistbench.training import epoch_batches, generators
 
 
-def training_rows(rows: int) -> tuple[np.ndarray, np.ndarray, str]:
-    """(rows, 784) float32 images and (rows,) int64 labels: the prepared training set, or random if absent."""
-    path = Layout().prepared_split("train")
-    if path.is_file():
-        train_set = load_npz(path)
-        if len(train_set["labels"]) >= rows:
-            return train_set["images"][:rows], train_set["labels"][:rows].astype(np.int64), str(path)
-    rng = np.random.default_rng(0)
-    images = rng.random((rows, 784), dtype=np.float32)
-    return images, rng.integers(0, 10, rows).astype(np.int64), "random (no prepared data)"
-
-
-def adam_run(impl: str, device: str, batch_size: int) -> RunParams:
-    return RunParams(name=f"{impl}_{device}", impl=impl, optimizer="adam", lr=1e-3, momentum=0.0, beta1=0.9,
-                     beta2=0.999, eps=1e-8, epochs=1, batch_size=batch_size, device=device)
-
-
-def time_epochs(run: RunParams, model: ModelParams, images: np.ndarray, labels: np.ndarray, threads: int,
+def time_epochs(run: RunParams, model: NetworkParams, images: np.ndarray, labels: np.ndarray, threads: int,
                 epochs: int) -> tuple[list[float], str]:
     """Seconds of each timed epoch (after one warm-up epoch) and the device name."""
-    backend = make_backend(run, model, initial_weights(0, model), images, labels, threads)
+    backend = backend_for(run, model, images, labels, threads)
     _, batch_rng = generators(0)
     backend.train_epoch(epoch_batches(len(labels), run.batch_size, batch_rng))
     seconds = []
@@ -80,12 +63,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/devices.json"))
     args = parser.parse_args()
     images, labels, source = training_rows(args.rows)
-    model = ModelParams(hidden=args.hidden, init="xavier_uniform", dtype="float32")
+    model = NetworkParams(hidden=args.hidden, init="xavier_uniform", dtype="float32")
     rows = []
     with threadpool_limits(limits=args.threads):
         for batch_size in args.batch_sizes:
             for impl, device in contenders():
-                seconds, name = time_epochs(adam_run(impl, device, batch_size), model, images, labels,
+                seconds, name = time_epochs(adam_run(impl, batch_size, device), model, images, labels,
                                             args.threads, args.epochs)
                 rows.append({"impl": impl, "device": name, "batch_size": batch_size, "best_s": min(seconds),
                              "median_s": statistics.median(seconds), "epochs_s": seconds,

@@ -1,7 +1,7 @@
 """Epoch time of scratch Adam vs torch Adam on the CPU, against the bare matrix products of the same epoch.
 
-For every BLAS/torch thread count, training-set size and batch size, the pipeline's own backends
-(`mnistbench.training.make_backend`) train from the same initial weights on the same batches. Each
+For every BLAS/torch thread count, training-set size and batch size, the pipeline's own backends (set up as a
+`mnistbench train` job sets them up) train from the same initial weights on the same batches. Each
 measurement is the best of `--repeats` timed runs after one warm-up (the machine is shared: the best run is
 the one least disturbed). A run is one epoch, or several epochs for the small set so that a run lasts about
 as long as one epoch on 55,000 rows. The bare matrix products are the five GEMMs a step needs
@@ -28,35 +28,19 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from common import REPO, adam_run, backend_for, training_rows
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from mnistbench.io import load_npz, read_json, save_npz, write_json
-from mnistbench.params import ModelParams, RunParams
+from mnistbench.io import read_json, save_npz, write_json
+from mnistbench.params import NetworkParams
 from mnistbench.paths import Layout
 from mnistbench.provenance import provenance
-from mnistbench.training import epoch_batches, generators, initial_weights, make_backend
+from mnistbench.training import epoch_batches, generators
 
-REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
-MODEL = ModelParams(hidden=128, init="xavier_uniform", dtype="float32")
+MODEL = NetworkParams(hidden=128, init="xavier_uniform", dtype="float32")
 TARGET_VS_TORCH = {32: 0.6, 128: 0.6, 0: 0.8}
 TARGET_VS_MATMUL = 1.3
-
-
-def training_rows(rows: int) -> tuple[np.ndarray, np.ndarray, str]:
-    """(rows, 784) float32 images and (rows,) int64 labels: the prepared training set, else random data."""
-    path = REPO / Layout().prepared_split("train")
-    if path.is_file():
-        train_set = load_npz(path)
-        if len(train_set["labels"]) >= rows:
-            return train_set["images"][:rows], train_set["labels"][:rows].astype(np.int64), "data/prepared/train.npz"
-    rng = np.random.default_rng(0)
-    return rng.random((rows, 784), dtype=np.float32), rng.integers(0, 10, rows), "random float32"
-
-
-def adam_run(impl: str, batch_size: int) -> RunParams:
-    return RunParams(name=f"bench_{impl}", impl=impl, optimizer="adam", lr=1e-3, momentum=0.0, beta1=0.9,
-                     beta2=0.999, eps=1e-8, epochs=1, batch_size=batch_size, device="cpu")
 
 
 def best_seconds(runs: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
@@ -77,7 +61,7 @@ def best_seconds(runs: dict[str, Callable[[], None]], repeats: int) -> dict[str,
 def backend_epochs(impl: str, images: np.ndarray, labels: np.ndarray, batch_size: int, threads: int,
                    epochs: int) -> Callable[[], None]:
     """A run of `epochs` Adam epochs of the pipeline backend `impl` (same init and batch order for every impl)."""
-    backend = make_backend(adam_run(impl, batch_size), MODEL, initial_weights(0, MODEL), images, labels, threads)
+    backend = backend_for(adam_run(impl, batch_size), MODEL, images, labels, threads)
     _, batch_rng = generators(0)
     epoch_plan = [epoch_batches(len(labels), batch_size, batch_rng) for _ in range(epochs)]
 

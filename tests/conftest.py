@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -43,3 +44,24 @@ def write_params(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture
+def deterministic_torch():
+    """The torch settings the CLI applies to a torch job (threads, deterministic kernels), for one test only:
+    they are process-wide, so they are restored afterwards instead of leaking into later tests."""
+    torch = pytest.importorskip("torch")
+    from mnistbench.backends.torch import TorchBackend
+
+    saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark,
+             os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
+    TorchBackend.configure_process(1)
+    yield
+    threads, deterministic, benchmark, cublas = saved
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(deterministic)
+    torch.backends.cudnn.benchmark = benchmark
+    if cublas is None:
+        os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+    else:
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = cublas

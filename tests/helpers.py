@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 
 
@@ -12,3 +14,10 @@ def synthetic_digits(n: int, seed: int, noise: float = 0.35) -> tuple[np.ndarray
     labels = rng.integers(0, 10, size=n)
     images = np.clip(prototypes[labels] + noise * rng.standard_normal((n, 784)), 0.0, 1.0)
     return images.astype(np.float32), labels.astype(np.int64)
+
+
+def encode_idx(array: np.ndarray) -> bytes:
+    """IDX bytes of a uint8 array (MNIST's type 0x08): big-endian header of dimensions, then the bytes."""
+    assert array.dtype == np.uint8 and array.ndim >= 1, (array.dtype, array.shape)
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + np.ascontiguousarray(array).tobytes()

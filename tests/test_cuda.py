@@ -8,13 +8,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import synthetic_digits
 
-from mnistbench.params import ModelParams, RunParams
-from mnistbench.torchnet import TorchBackend
+from mnistbench.backends.torch import TorchBackend
+from mnistbench.params import NetworkParams, RunParams
 from mnistbench.training import epoch_batches, generators, initial_weights, train
 
 pytestmark = [
     pytest.mark.cuda,
+    pytest.mark.usefixtures("deterministic_torch"),
     pytest.mark.skipif(
         not torch.cuda.is_available(),
         reason=f"no CUDA device: torch {torch.__version__} (CUDA build: {torch.version.cuda}) sees no GPU",
@@ -29,17 +31,9 @@ def run_params(device: str, optimizer: str = "adam", **overrides) -> RunParams:
     return RunParams(**values)
 
 
-def synthetic_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    prototypes = np.random.default_rng(1234).random((10, 784))
-    labels = rng.integers(0, 10, size=n)
-    images = np.clip(prototypes[labels] + 0.9 * rng.standard_normal((n, 784)), 0.0, 1.0)
-    return images.astype(np.float32), labels.astype(np.int64)
-
-
 def trained(device: str, dtype: type, steps: int, optimizer: str = "adam") -> tuple[TorchBackend, np.ndarray]:
-    images, labels = synthetic_digits(640, seed=0)
-    model = ModelParams(hidden=64, init="xavier_uniform", dtype=np.dtype(dtype).name)
+    images, labels = synthetic_digits(640, seed=0, noise=0.9)
+    model = NetworkParams(hidden=64, init="xavier_uniform", dtype=np.dtype(dtype).name)
     backend = TorchBackend(run_params(device, optimizer), initial_weights(0, model), images, labels, dtype, 1)
     _, batch_rng = generators(0)
     losses = []
@@ -84,7 +78,7 @@ def test_device_name_is_the_gpu_model_in_backend_and_training_record():
     name = torch.cuda.get_device_name(0)
     images, labels = synthetic_digits(256, seed=1)
     empty = {"images": images[:0], "labels": labels[:0]}
-    model = ModelParams(hidden=32, init="xavier_uniform", dtype="float32")
+    model = NetworkParams(hidden=32, init="xavier_uniform", dtype="float32")
     _, record = train(run_params("cuda", epochs=1), model, 0, {"images": images, "labels": labels}, empty,
                       progress=False)
     assert record["device"] == name != "cpu"

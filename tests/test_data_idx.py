@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import encode_idx
 
-from mnistbench.data.idx import encode_idx, load_idx_folder, parse_idx, read_idx
+from mnistbench.data.idx import load_idx_folder, parse_idx, read_idx
 from mnistbench.data.raw import load_raw
 from mnistbench.errors import MnistbenchError
 

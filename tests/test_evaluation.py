@@ -21,12 +21,15 @@ from mnistbench.paths import Layout
 from mnistbench.training import initial_weights, train
 
 PARAMS = """\
-data: {source: auto, split: official, n_train: 300, n_val: 0, n_test: 400, normalize: unit}
-model: {hidden: 16}
+data: {source: auto, split: official, test_fraction: 0.2, split_seed: 42, n_train: 300, n_val: 0, n_test: 400,
+       normalize: unit}
+network: {hidden: 16, init: xavier_uniform, dtype: float32}
 seeds: [0, 1]
 models:
-  tiny_scratch: {impl: scratch, optimizer: adam, lr: 0.001, epochs: 3, batch_size: 32}
-  tiny_torch: {impl: torch, optimizer: adam, lr: 0.001, epochs: 3, batch_size: 32, device: cpu}
+  tiny_scratch: {impl: scratch, optimizer: adam, lr: 0.001, beta1: 0.9, beta2: 0.999, eps: 1.0e-8, epochs: 3,
+                 batch_size: 32}
+  tiny_torch: {impl: torch, optimizer: adam, lr: 0.001, beta1: 0.9, beta2: 0.999, eps: 1.0e-8, epochs: 3,
+               batch_size: 32, device: cpu}
 evaluate: {worst_mistakes: 5, throughput_repeats: 2}
 """
 N_TEST = 400
@@ -54,7 +57,7 @@ def workspace(tmp_path: Path):
     save_npz(layout.prepared_split("test"), {"images": test_images, "labels": test_labels,
                                              "indices": dataset_indices})
     empty = {"images": images[:0], "labels": labels[:0]}
-    weights, record = train(params.run("tiny_scratch"), params.model, 0, {"images": images[:300],
+    weights, record = train(params.run("tiny_scratch"), params.network, 0, {"images": images[:300],
                             "labels": labels[:300]}, empty, progress=False)
     for model in ("tiny_scratch", "tiny_torch"):
         save_npz(layout.weights(model, 0), weights)
@@ -193,7 +196,7 @@ def test_the_cli_evaluate_command_writes_the_record(workspace, monkeypatch):
 
 def test_initial_weights_are_evaluated_near_chance(workspace):
     params, layout, _, _, _, _ = workspace
-    save_npz(layout.weights("tiny_torch", 1), initial_weights(1, params.model))
+    save_npz(layout.weights("tiny_torch", 1), initial_weights(1, params.network))
     write_json(layout.train_report("tiny_torch", 1), {"status": "ok", "diverged_epoch": None})
     report = evaluated(params, layout, "tiny_torch", seed=1)
     assert report["test_accuracy"] < 0.4

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import copy
+import re
 import subprocess
 import sys
 
 import pytest
 
 from mnistbench.errors import MnistbenchError
-from mnistbench.params import load_params
+from mnistbench.params import load_params, load_schema
 
 
 def _edited(mapping: dict, dotted_key: str, value) -> dict:
@@ -31,13 +32,49 @@ def test_default_params_are_valid_and_typed():
     assert len(params.seeds) >= 2
 
 
-def test_defaults_are_filled_in(default_params_mapping, write_params):
-    del default_params_mapping["models"]["scratch_adam"]["eps"]
-    del default_params_mapping["evaluate"]
+def test_the_schema_holds_no_defaults():
+    """A default in the schema would change results without either orchestrator noticing: none may exist."""
+    def defaults(node) -> list:
+        if isinstance(node, dict):
+            return (["default"] if "default" in node else []) + [found for value in node.values()
+                                                                  for found in defaults(value)]
+        return [found for value in node for found in defaults(value)] if isinstance(node, list) else []
+
+    assert defaults(load_schema()) == []
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("models.scratch_adam.eps", "models.scratch_adam: 'eps' is a required property"),
+        ("models.scratch_sgd.momentum", "models.scratch_sgd: 'momentum' is a required property"),
+        ("models.torch_adam.device", "models.torch_adam: 'device' is a required property"),
+        ("evaluate", "(top level): 'evaluate' is a required property"),
+        ("network.dtype", "network: 'dtype' is a required property"),
+        ("data.split_seed", "data: 'split_seed' is a required property"),
+    ],
+)
+def test_every_value_a_stage_reads_must_be_written_out(default_params_mapping, write_params, key, expected):
+    *parents, last = key.split(".")
+    node = default_params_mapping
+    for part in parents:
+        node = node[part]
+    del node[last]
+    with pytest.raises(MnistbenchError, match=re.escape(expected)):
+        load_params(write_params(default_params_mapping))
+
+
+def test_the_old_model_key_names_its_new_name(default_params_mapping, write_params):
+    default_params_mapping["model"] = default_params_mapping.pop("network")
+    with pytest.raises(MnistbenchError, match="unknown key 'model' .*; it is now called 'network'"):
+        load_params(write_params(default_params_mapping))
+
+
+def test_a_value_an_optimizer_does_not_read_may_be_left_out(default_params_mapping, write_params):
+    assert "beta1" not in default_params_mapping["models"]["scratch_sgd"]
     params = load_params(write_params(default_params_mapping))
-    assert params.models["scratch_adam"].eps == 1e-8
-    assert params.evaluate.worst_mistakes > 0
-    assert params.raw["models"]["scratch_adam"]["eps"] == 1e-8
+    assert params.models["scratch_sgd"].beta1 is None
+    assert params.mapping == default_params_mapping
 
 
 @pytest.mark.parametrize(
@@ -48,7 +85,7 @@ def test_defaults_are_filled_in(default_params_mapping, write_params):
         ("models.scratch_adam.epochs", 0, "models.scratch_adam.epochs = 0: must be >= 1"),
         ("models.torch_adam.batch_size", -1, "models.torch_adam.batch_size = -1: must be >= 0"),
         ("models.scratch_adam.epochs", "ten", "models.scratch_adam.epochs = 'ten': must be of type integer"),
-        ("model.hidden", 12.5, "model.hidden = 12.5: must be of type integer"),
+        ("network.hidden", 12.5, "network.hidden = 12.5: must be of type integer"),
         ("models.scratch_sgd.impl", "jax", "models.scratch_sgd.impl = 'jax': must be one of scratch, torch"),
         ("models.scratch_sgd.optimizer", "rmsprop", "optimizer = 'rmsprop': must be one of sgd, adam"),
         ("models.torch_adam.device", "tpu", "models.torch_adam.device = 'tpu': must be one of auto, cpu, cuda"),

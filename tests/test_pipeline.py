@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 SMALL_PARAMS = {
     "data": {"source": "tests/fixtures/mnist_small.npz", "split": "official", "test_fraction": 0.2,
              "split_seed": 42, "n_train": 400, "n_val": 100, "n_test": 200, "normalize": "unit"},
-    "model": {"hidden": 16, "init": "xavier_uniform", "dtype": "float32"},
+    "network": {"hidden": 16, "init": "xavier_uniform", "dtype": "float32"},
     "seeds": [0, 1],
     "models": {
         "scratch_sgd": {"impl": "scratch", "optimizer": "sgd", "lr": 0.1, "momentum": 0.0, "epochs": 2,
@@ -176,7 +176,20 @@ def _add_model(params):
                                      "batch_size": 64, "device": "cpu"}
 
 
+def _edit_beta1(params):
+    """beta1 had a default in the schema once, which neither tool saw; now it stands in params.yaml."""
+    params["models"]["scratch_adam"]["beta1"] = 0.8
+
+
+def _edit_evaluate(params):
+    params["evaluate"]["worst_mistakes"] = 2
+
+
 EDITS = {
+    "beta1": (_edit_beta1, {(rule, "scratch_adam", seed) for rule in ("train", "evaluate") for seed in (0, 1)}
+              | {("report", None, None)}),
+    "evaluate": (_edit_evaluate, {("evaluate", model, seed) for model in SMALL_PARAMS["models"] for seed in (0, 1)}
+                 | {("report", None, None)}),
     "lr": (_edit_lr, {(rule, "scratch_sgd", seed) for rule in ("train", "evaluate") for seed in (0, 1)}
            | {("report", None, None)}),
     "normalize": (_edit_normalize, ALL_JOBS - {("download", None, None)}),

@@ -15,14 +15,16 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
-from test_report_synthetic import write_params, write_results
+from synthetic_report import write_params, write_results
 
 from mnistbench import cli
 from mnistbench.errors import MnistbenchError
-from mnistbench.params import REPO_ROOT, load_params
+from mnistbench.params import load_params
 from mnistbench.report import article, formatting, provenance_view
 from mnistbench.report.context import SUMMARY_COLUMNS, lookup
 from mnistbench.report.render import run_report
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 SECTIONS = ("1. Summary table", "2. Is the difference real?", "3. Accuracy per model", "4. Learning curves",
             "5. Confusion matrices", "6. The most confidently wrong", "7. Time", "8. Runs that diverged",
@@ -199,7 +201,7 @@ def test_plot_data_files_for_dvc(built):
 def test_plot_files_of_models_no_longer_in_params_are_removed(tmp_path):
     params = write_params(tmp_path)
     run_report(params, write_results(tmp_path, params))
-    fewer = {name: run for name, run in params.raw["models"].items() if name != "torch_adam"}
+    fewer = {name: run for name, run in params.mapping["models"].items() if name != "torch_adam"}
     params = write_params(tmp_path, models=fewer)
     layout = write_results(tmp_path, params)
     run_report(params, layout)
@@ -221,7 +223,7 @@ def test_params_differing_from_defaults_are_listed(built):
     differences = re.search(r'<table id="params-diff">(.*?)</table>', html, flags=re.DOTALL)
     assert differences is not None
     assert "<code>data.n_train</code>" in differences.group(1)
-    assert "<code>model.hidden</code>" in differences.group(1)
+    assert "<code>network.hidden</code>" in differences.group(1)
     assert "<code>data.split</code>" not in differences.group(1)
 
 
@@ -278,14 +280,13 @@ def test_article_preset_is_valid_and_is_the_article_recipe():
 
 def test_article_preset_report_shows_ours_beside_the_article(tmp_path):
     preset = load_params(REPO_ROOT / "workflow" / "presets" / "article.yaml")
-    models = {name: {key: value for key, value in run.items() if key != "device"} | {"epochs": 2}
-              for name, run in preset.raw["models"].items()}
-    params = write_params(tmp_path, data=preset.raw["data"], models=models)
+    models = {name: run | {"epochs": 2} for name, run in preset.mapping["models"].items()}
+    params = write_params(tmp_path, data=preset.mapping["data"], models=models)
     layout = write_results(tmp_path, params)
     run_report(params, layout)  # epochs differ from the article's: no recipe matches
     table = re.search(r'<table id="reference-table">(.*?)</table>', layout.report_html.read_text(), re.DOTALL)
     assert "no model in the params has this recipe" in table.group(1)
-    params = write_params(tmp_path, data=preset.raw["data"], models=preset.raw["models"])
+    params = write_params(tmp_path, data=preset.mapping["data"], models=preset.mapping["models"])
     layout = write_results(tmp_path, params)
     run_report(params, layout)
     table = re.search(r'<table id="reference-table">(.*?)</table>', layout.report_html.read_text(), re.DOTALL)

@@ -7,11 +7,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from mnistbench.params import ModelParams, RunParams
-from mnistbench.scratch.backend import ScratchBackend
+from mnistbench.backends.scratch import ScratchBackend
+from mnistbench.params import NetworkParams, RunParams
 from mnistbench.training import initial_weights, train
 
-MODEL = ModelParams(hidden=16, init="xavier_uniform", dtype="float32")
+MODEL = NetworkParams(hidden=16, init="xavier_uniform", dtype="float32")
 ADAM = RunParams(name="scratch_adam", impl="scratch", optimizer="adam", lr=1e-3, momentum=0.0, beta1=0.9,
                  beta2=0.999, eps=1e-8, epochs=3, batch_size=16, device="cpu")
 SGD = dataclasses.replace(ADAM, name="scratch_sgd", optimizer="sgd", lr=0.1)
@@ -28,7 +28,7 @@ def synthetic_split(seed: int, rows: int) -> dict[str, np.ndarray]:
 TRAIN, VAL = synthetic_split(0, 200), synthetic_split(1, 50)
 
 
-def trained(run: RunParams, seed: int, model: ModelParams = MODEL) -> tuple[dict[str, np.ndarray], dict]:
+def trained(run: RunParams, seed: int, model: NetworkParams = MODEL) -> tuple[dict[str, np.ndarray], dict]:
     return train(run, model, seed, TRAIN, VAL, progress=False)
 
 

@@ -36,15 +36,25 @@ def _prepare(params: Params, args: argparse.Namespace, layout: Layout) -> None:
     run_prepare(params, layout)
 
 
+def _configure_backend_process(params: Params, args: argparse.Namespace) -> None:
+    """The process-wide settings (threads, deterministic kernels) of the backend this job runs: set here, once,
+    so that importing or constructing a backend changes nothing global."""
+    from mnistbench.backends import backend_class
+
+    backend_class(params.run(args.model)).configure_process(args.threads)
+
+
 def _train(params: Params, args: argparse.Namespace, layout: Layout) -> None:
     from mnistbench.training import run_train
 
+    _configure_backend_process(params, args)
     run_train(params, args.model, args.seed, args.threads, layout)
 
 
 def _evaluate(params: Params, args: argparse.Namespace, layout: Layout) -> None:
     from mnistbench.evaluation import run_evaluate
 
+    _configure_backend_process(params, args)
     run_evaluate(params, args.model, args.seed, args.threads, layout)
 
 

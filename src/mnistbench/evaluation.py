@@ -18,13 +18,13 @@ from scipy.special import softmax
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 from threadpoolctl import threadpool_limits
 
+from mnistbench.backends import N_CLASSES, Backend, make_backend
 from mnistbench.data.checksums import array_sha256, file_digest
 from mnistbench.io import load_npz, read_json, write_json
 from mnistbench.params import Params
 from mnistbench.paths import Layout
 from mnistbench.provenance import provenance
 from mnistbench.scratch.losses import cross_entropy
-from mnistbench.training import N_CLASSES, Backend, make_backend
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def run_evaluate(params: Params, model_name: str, seed: int, threads: int, layou
     train_record = read_json(layout.train_report(model_name, seed), needed_by)
     images, labels = test_set["images"], test_set["labels"].astype(np.int64)
     with threadpool_limits(limits=threads):
-        backend = make_backend(run, params.model, weights, images[:0], labels[:0], threads)
+        backend = make_backend(run, params.network, weights, images[:0], labels[:0], threads)
         logits = backend.predict_logits(images)
         inference = inference_throughput(backend, images, params.evaluate.throughput_repeats, threads)
     record = {

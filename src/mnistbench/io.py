@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,19 +19,16 @@ import numpy as np
 
 from mnistbench.errors import MnistbenchError
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
 
 @contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `target`; on success it is renamed to `target`, on error removed."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    os.close(handle)
-    temp = Path(temp_name)
-    temp.chmod(0o666 & ~_UMASK)  # mkstemp makes files private; results are ordinary files
+    temp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
+    # A new file (O_EXCL) with the ordinary mode, 0o666 less the umask: results are ordinary files, where
+    # tempfile.mkstemp would make them private.
+    os.close(os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
         yield temp
         os.replace(temp, target)

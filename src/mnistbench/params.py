@@ -1,14 +1,15 @@
-"""Load params.yaml, validate it against workflow/schemas/params.schema.yaml, and give typed access.
+"""Load params.yaml, validate it against the packaged schema (params.schema.yaml), and give typed access.
 
 Every stage calls `load_params` before doing any work, so a bad value stops the pipeline with one line that
-names the key, the value and what is allowed, and nothing is written.
+names the key, the value and what is allowed, and nothing is written. The schema only validates: it holds no
+defaults, so every value a stage uses stands in params.yaml, where both orchestrators track it.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,7 @@ import yaml
 
 from mnistbench.errors import MnistbenchError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "params.schema.yaml"
-
-# Canonical MNIST sizes (see data-sources.md): the first 60,000 rows are the official training set.
+# Canonical MNIST sizes: the first 60,000 rows are the official training set, the last 10,000 the test set.
 MNIST_ROWS = 70_000
 MNIST_OFFICIAL_TRAIN_ROWS = 60_000
 
@@ -38,7 +36,9 @@ class DataParams:
 
 
 @dataclass(frozen=True)
-class ModelParams:
+class NetworkParams:
+    """The architecture: a 784-hidden-10 MLP."""
+
     hidden: int
     init: str
     dtype: str
@@ -52,13 +52,13 @@ class RunParams:
     impl: str
     optimizer: str
     lr: float
-    momentum: float
-    beta1: float
-    beta2: float
-    eps: float
     epochs: int
     batch_size: int  # 0 means full batch
-    device: str
+    momentum: float | None = None  # sgd only
+    beta1: float | None = None  # adam only (beta1, beta2, eps)
+    beta2: float | None = None
+    eps: float | None = None
+    device: str | None = None  # impl torch only
 
 
 @dataclass(frozen=True)
@@ -70,11 +70,11 @@ class EvaluateParams:
 @dataclass(frozen=True)
 class Params:
     data: DataParams
-    model: ModelParams
+    network: NetworkParams
     seeds: tuple[int, ...]
     models: dict[str, RunParams]
     evaluate: EvaluateParams
-    raw: dict[str, Any]  # the validated mapping with defaults filled in, as recorded with every result
+    mapping: dict[str, Any]  # the validated params file as read, recorded with every result
     path: Path
 
     def run(self, name: str) -> RunParams:
@@ -87,9 +87,13 @@ class Params:
             raise MnistbenchError(f"seed {seed} is not in seeds {list(self.seeds)} of {self.path}")
 
 
+def schema_text() -> str:
+    """The params schema shipped inside the package (mnistbench/params.schema.yaml)."""
+    return resources.files("mnistbench").joinpath("params.schema.yaml").read_text(encoding="utf-8")
+
+
 def load_schema() -> dict[str, Any]:
-    with open(SCHEMA_PATH, encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
+    return yaml.safe_load(schema_text())
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -97,8 +101,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     mapping = _read_yaml(path)
     validate_mapping(mapping, where=str(path))
-    filled = _with_defaults(mapping, load_schema())
-    return _typed(filled, path)
+    return _typed(mapping, path)
 
 
 def validate_mapping(mapping: Any, where: str = "params") -> None:
@@ -112,6 +115,8 @@ def validate_mapping(mapping: Any, where: str = "params") -> None:
 
 
 NAMED_SOURCES = ("auto", "idx", "openml", "wheel")
+# Top-level keys of older params files: the message names the new key.
+RENAMED = {"model": "network"}
 
 
 def _check_source(source: str, where: str) -> None:
@@ -133,9 +138,12 @@ def describe_schema_error(error: jsonschema.ValidationError) -> str:
     if error.validator == "additionalProperties":
         allowed = sorted(schema.get("properties", {}))
         unknown = sorted(set(error.instance) - set(allowed))
-        return f"unknown key {unknown[0]!r} in {key} (allowed: {', '.join(allowed)})"
+        message = f"unknown key {unknown[0]!r} in {key} (allowed: {', '.join(allowed)})"
+        if not error.absolute_path and unknown[0] in RENAMED:
+            message += f"; it is now called {RENAMED[unknown[0]]!r}"
+        return message
     if error.validator == "required":
-        return f"{key}: {error.message}"
+        return f"{key}: {error.message} (params.yaml states every value; the schema fills in none)"
     if error.validator == "enum":
         allowed = ", ".join(str(v) for v in error.validator_value)
         return f"{key} = {error.instance!r}: must be one of {allowed}"
@@ -176,7 +184,7 @@ def training_pool_size(data: dict[str, Any]) -> tuple[int, int]:
     if data["split"] == "official":
         return MNIST_OFFICIAL_TRAIN_ROWS, MNIST_ROWS - MNIST_OFFICIAL_TRAIN_ROWS
     # sklearn.model_selection.train_test_split rounds the test share up.
-    n_test = math.ceil(data.get("test_fraction", 0.2) * MNIST_ROWS)
+    n_test = math.ceil(data["test_fraction"] * MNIST_ROWS)
     return MNIST_ROWS - n_test, n_test
 
 
@@ -195,31 +203,13 @@ def _check_sizes(data: dict[str, Any], where: str) -> None:
         )
 
 
-def _with_defaults(mapping: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
-    filled = copy.deepcopy(mapping)
-    props = schema["properties"]
-    run_props = schema["$defs"]["run"]["properties"]
-    filled.setdefault("evaluate", {})
-    for section in ("data", "model", "evaluate"):
-        _fill(filled[section], props[section]["properties"])
-    for run in filled["models"].values():
-        _fill(run, run_props)
-    return filled
-
-
-def _fill(section: dict[str, Any], properties: dict[str, Any]) -> None:
-    for key, spec in properties.items():
-        if "default" in spec:
-            section.setdefault(key, spec["default"])
-
-
-def _typed(filled: dict[str, Any], path: Path) -> Params:
+def _typed(mapping: dict[str, Any], path: Path) -> Params:
     return Params(
-        data=DataParams(**filled["data"]),
-        model=ModelParams(**filled["model"]),
-        seeds=tuple(filled["seeds"]),
-        models={name: RunParams(name=name, **run) for name, run in filled["models"].items()},
-        evaluate=EvaluateParams(**filled["evaluate"]),
-        raw=filled,
+        data=DataParams(**mapping["data"]),
+        network=NetworkParams(**mapping["network"]),
+        seeds=tuple(mapping["seeds"]),
+        models={name: RunParams(name=name, **run) for name, run in mapping["models"].items()},
+        evaluate=EvaluateParams(**mapping["evaluate"]),
+        mapping=mapping,
         path=path,
     )

@@ -1,6 +1,7 @@
 """Where every stage reads and writes, relative to the repository root (the working directory).
 
-The names are fixed by shared/docs/interface.md: Snakemake rules, dvc.yaml and the report depend on them.
+These names are part of the user-facing interface: Snakemake rules, dvc.yaml, the report and users' scripts
+depend on them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,11 @@ from pathlib import Path
 @dataclass(frozen=True)
 class Layout:
     root: Path = Path(".")
+
+    @property
+    def params_yaml(self) -> Path:
+        """The repository's own params file, the one both orchestrators read."""
+        return self.root / "params.yaml"
 
     @property
     def raw_dir(self) -> Path:

@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
+# What decides a result: a change outside these (a rewritten output, a README edit) does not make the tree "dirty".
+RESULT_INPUTS = ("src", "workflow", "Snakefile", "dvc.yaml", "params.yaml", "pyproject.toml")
 PACKAGES = ("numpy", "scipy", "pandas", "scikit-learn", "matplotlib", "torch", "snakemake", "dvc", "mnistbench")
 
 
@@ -42,10 +44,13 @@ def package_versions() -> dict[str, str | None]:
 
 @cache
 def git_state() -> dict[str, Any]:
-    """Commit and dirtiness of the working tree; None where this is not a git checkout."""
+    """Commit, and whether tracked code, workflow or params files differ from it; None outside a git checkout.
+
+    The pipeline rewrites its own committed outputs (records, metrics), so those do not count as dirty.
+    """
     try:
         commit = _git("rev-parse", "HEAD")
-        dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
+        dirty = bool(_git("status", "--porcelain", "--untracked-files=no", "--", *RESULT_INPUTS))
     except (OSError, subprocess.CalledProcessError):
         return {"commit": None, "dirty": None}
     return {"commit": commit, "dirty": dirty}

@@ -22,8 +22,8 @@ log = logging.getLogger(__name__)
 _PKG = "src/mnistbench"
 _NETWORK = [
     f"{_PKG}/training.py",
+    f"{_PKG}/backends",
     f"{_PKG}/scratch",
-    f"{_PKG}/torchnet.py",
 ]
 _DATA = f"{_PKG}/data"
 STAGE_CODE: dict[str, list[str]] = {

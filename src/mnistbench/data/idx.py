@@ -53,14 +53,6 @@ def read_idx(path: str | Path) -> np.ndarray:
     return parse_idx(data, where=str(path))
 
 
-def encode_idx(array: np.ndarray) -> bytes:
-    """IDX bytes of a uint8 array (the inverse of parse_idx for MNIST's type 0x08)."""
-    if array.dtype != np.uint8 or array.ndim == 0:
-        raise MnistbenchError(f"encode_idx: array is {array.dtype} {array.shape}: expected uint8 with >= 1 dimension")
-    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    return header + np.ascontiguousarray(array).tobytes()
-
-
 def find_idx_file(folder: Path, basename: str) -> Path:
     """The file for `basename` in `folder`: plain or .gz, with '-idx' or '.idx' (both spellings circulate)."""
     spellings = (basename, basename.replace("-idx", ".idx"))

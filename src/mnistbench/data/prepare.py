@@ -17,7 +17,7 @@ from sklearn.model_selection import train_test_split
 
 from mnistbench.data.checksums import array_sha256
 from mnistbench.data.raw import RawMnist, load_raw
-from mnistbench.errors import MnistbenchError
+from mnistbench.errors import MnistbenchError, one_of
 from mnistbench.io import read_json, save_npz, write_json
 from mnistbench.params import DataParams, Params
 from mnistbench.paths import Layout
@@ -70,14 +70,16 @@ def pixel_mean_std(images: np.ndarray) -> tuple[float, float]:
     return mean, float(np.sqrt(variance))
 
 
+NORMALIZERS = {
+    "unit": lambda scaled, mean, std: scaled,
+    "standard": lambda scaled, mean, std: (scaled - np.float32(mean)) / np.float32(std),
+}
+
+
 def normalize(images: np.ndarray, mode: str, mean: float, std: float) -> np.ndarray:
     """uint8 (n, 784) -> float32 (n, 784): x / 255 (`unit`) or (x / 255 - mean) / std (`standard`)."""
-    scaled = images.astype(np.float32) / np.float32(255.0)
-    if mode == "unit":
-        return scaled
-    if mode == "standard":
-        return (scaled - np.float32(mean)) / np.float32(std)
-    raise MnistbenchError(f"data.normalize = {mode!r}: must be one of unit, standard")
+    normalizer = one_of(NORMALIZERS, mode, "data.normalize")
+    return normalizer(images.astype(np.float32) / np.float32(255.0), mean, std)
 
 
 def prepare_arrays(raw: RawMnist, data: DataParams) -> tuple[dict[str, dict[str, np.ndarray]], float, float]:

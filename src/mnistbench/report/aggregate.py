@@ -151,7 +151,8 @@ def _verdict(interval: list[float] | None) -> str:
 
 
 def metrics_document(table: pd.DataFrame, model_names: list[str]) -> dict[str, Any]:
-    """The content of reports/metrics.json (shape of interface.md, plus comparisons and notes)."""
+    """The content of reports/metrics.json: per model, test accuracy and train seconds (mean, std, per_seed), plus
+    comparisons and notes."""
     models = {name: model_summary(table[table["model"] == name]) for name in model_names}
     add_relative_train_time(models)
     return {

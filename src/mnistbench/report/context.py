@@ -155,13 +155,13 @@ def mistakes_section(inputs: ReportInputs, models: list[str]) -> list[dict[str, 
         if not mistakes:
             continue
         indices = np.array([mistake["dataset_index"] for mistake in mistakes], dtype=np.int64)
-        if indices.max() >= len(inputs.raw_images) or indices.min() < 0:
+        if indices.max() >= len(inputs.mnist_images) or indices.min() < 0:
             raise MnistbenchError(f"reports/eval/{model}/seed{run.seed}.json: worst_mistakes dataset_index "
                                   f"{int(indices.max())} is outside data/raw/mnist.npz "
-                                  f"(0..{len(inputs.raw_images) - 1})")
+                                  f"(0..{len(inputs.mnist_images) - 1})")
         captions = [f"true {m['label']}, said {m['predicted']}\n{100 * m['probability']:.1f}% sure" for m in mistakes]
         panels.append({"model": model, "seed": run.seed,
-                       "image": figures.mistakes_figure(inputs.raw_images[indices], captions)})
+                       "image": figures.mistakes_figure(inputs.mnist_images[indices], captions)})
     return panels
 
 
@@ -236,7 +236,7 @@ def build_context(params: Params, inputs: ReportInputs, table: pd.DataFrame, met
         "title": "MNIST benchmark: hand-written NumPy MLP vs PyTorch",
         "params_path": str(params.path),
         "seeds": list(params.seeds),
-        "hidden": params.model.hidden,
+        "hidden": params.network.hidden,
         "n_train": params.data.n_train,
         "n_val": params.data.n_val,
         "n_test": params.data.n_test,

@@ -51,7 +51,3 @@ def ratio(value: float | None) -> str:
     if _missing(value):
         return MISSING
     return "1.00x (fastest)" if math.isclose(value, 1.0) else f"{value:.2f}x"
-
-
-def plain(value: Any) -> str:
-    return MISSING if _missing(value) else str(value)

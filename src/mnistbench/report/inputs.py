@@ -42,14 +42,16 @@ class RunRecords:
 class ReportInputs:
     """runs: one RunRecords per (model, seed), in params order (models, then seeds).
 
-    raw_images: (70000, 784) uint8, the canonical array (the worst mistakes index into it); raw_labels: (70000,).
+    mnist_images: (70000, 784) uint8, the downloaded array (the worst mistakes index into it); mnist_labels: (70000,).
+    layout: where they were read, which also gives the repository's own params.yaml.
     """
 
     runs: list[RunRecords]
     source: dict[str, Any]
     stats: dict[str, Any]
-    raw_images: np.ndarray
-    raw_labels: np.ndarray
+    mnist_images: np.ndarray
+    mnist_labels: np.ndarray
+    layout: Layout
 
     def runs_of(self, model: str) -> list[RunRecords]:
         return [run for run in self.runs if run.model == model]
@@ -67,14 +69,15 @@ def load_inputs(params: Params, layout: Layout) -> ReportInputs:
         for model in params.models
         for seed in params.seeds
     ]
-    raw = load_npz(layout.raw_npz, NEEDED_BY)
-    missing = {"images", "labels"} - set(raw)
+    mnist = load_npz(layout.raw_npz, NEEDED_BY)
+    missing = {"images", "labels"} - set(mnist)
     if missing:
         raise MnistbenchError(f"{layout.raw_npz} lacks array(s) {sorted(missing)}: expected images and labels")
     return ReportInputs(
         runs=runs,
         source=read_json(layout.source_json, NEEDED_BY),
         stats=read_json(layout.stats_json, NEEDED_BY),
-        raw_images=raw["images"],
-        raw_labels=raw["labels"],
+        mnist_images=mnist["images"],
+        mnist_labels=mnist["labels"],
+        layout=layout,
     )

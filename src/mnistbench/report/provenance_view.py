@@ -11,9 +11,9 @@ from typing import Any
 import yaml
 
 from mnistbench.errors import MnistbenchError
-from mnistbench.params import REPO_ROOT, Params, load_params
+from mnistbench.params import Params, load_params
+from mnistbench.paths import Layout
 
-DEFAULT_PARAMS = REPO_ROOT / "params.yaml"
 ABSENT = "(absent)"
 # Keys of source.json / stats.json not repeated in the report: their provenance is shown once, from the runs.
 HIDDEN_KEYS = ("provenance",)
@@ -57,10 +57,10 @@ def _show(value: Any) -> str:
         "\n...").strip()
 
 
-def default_params() -> dict[str, Any] | None:
-    """The repository's params.yaml with defaults filled in; None where it cannot be read."""
+def default_params(layout: Layout) -> dict[str, Any] | None:
+    """The params.yaml of the repository being run; None where it cannot be read."""
     try:
-        return load_params(DEFAULT_PARAMS).raw
+        return load_params(layout.params_yaml).mapping
     except MnistbenchError:
         return None
 
@@ -116,12 +116,13 @@ def _without_hidden(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def provenance_section(params: Params, inputs: Any) -> dict[str, Any]:
-    """Section 9: params (full YAML and the differences from the defaults), data, software, time."""
-    default = default_params()
+    """Section 9: params (full YAML and the differences from the repository's params.yaml), data, software, time."""
+    layout = inputs.layout
+    default = default_params(layout)
     return {
-        "params_yaml": yaml.safe_dump(params.raw, sort_keys=False, default_flow_style=None, width=110),
-        "differences": params_differences(params.raw, default) if default is not None else None,
-        "default_path": str(DEFAULT_PARAMS),
+        "params_yaml": yaml.safe_dump(params.mapping, sort_keys=False, default_flow_style=None, width=110),
+        "differences": params_differences(params.mapping, default) if default is not None else None,
+        "default_path": str(layout.params_yaml),
         "source": flatten(_without_hidden(inputs.source)),
         "stats": flatten(_without_hidden(inputs.stats)),
         "software": software_rows(inputs),

@@ -25,7 +25,7 @@ class SGD:
         self.momentum = momentum
         self.steps = 0
         self.velocity = {name: np.zeros_like(p) for name, p in params.items()} if momentum else {}
-        self.scratch = {name: np.empty_like(p) for name, p in params.items()}
+        self.update_buffers = {name: np.empty_like(p) for name, p in params.items()}
 
     def step(self, grads: dict[str, np.ndarray]) -> None:
         """One update. grads: {name: array shaped like params[name]}; read, not modified."""
@@ -34,7 +34,7 @@ class SGD:
             direction = grads[name]
             if self.momentum:
                 direction = self._momentum_buffer(name, direction)
-            update = np.multiply(direction, self.lr, out=self.scratch[name])
+            update = np.multiply(direction, self.lr, out=self.update_buffers[name])
             param -= update
 
     def _momentum_buffer(self, name: str, grad: np.ndarray) -> np.ndarray:
@@ -68,7 +68,7 @@ class Adam:
         self.steps = 0
         self.scaled_first_moment = {name: np.zeros_like(p) for name, p in params.items()}
         self.scaled_second_moment = {name: np.zeros_like(p) for name, p in params.items()}
-        self.scratch = {name: np.empty_like(p) for name, p in params.items()}
+        self.update_buffers = {name: np.empty_like(p) for name, p in params.items()}
 
     def step(self, grads: dict[str, np.ndarray]) -> None:
         """One update. grads: {name: array shaped like params[name]}; read, not modified."""
@@ -80,7 +80,7 @@ class Adam:
         denominator_shift = self.eps * c
         step_scale = self.lr / (1.0 - self.beta1**self.steps) * (1.0 - self.beta1) * c
         for name, param in self.params.items():
-            grad, work = grads[name], self.scratch[name]
+            grad, work = grads[name], self.update_buffers[name]
             first, second = self.scaled_first_moment[name], self.scaled_second_moment[name]
             first *= self.beta1
             first += grad

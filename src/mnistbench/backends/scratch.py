@@ -1,4 +1,4 @@
-"""The scratch implementation of the training loop's Backend protocol (see mnistbench.training).
+"""The scratch backend: the hand-written NumPy MLP and optimizers of `mnistbench.scratch` behind the Backend protocol.
 
 It holds the training rows converted once to the model's dtype, gathers each mini-batch into a reused
 buffer, and runs one forward/backward pass and one optimizer step per batch. The optimizer sees the whole
@@ -11,19 +11,20 @@ from typing import Any
 
 import numpy as np
 
-from mnistbench.errors import MnistbenchError
+from mnistbench.errors import one_of
 from mnistbench.params import RunParams
 from mnistbench.scratch.network import MLP
 from mnistbench.scratch.optim import SGD, Adam
 
+OPTIMIZERS = {
+    "sgd": lambda run, params: SGD(params, lr=run.lr, momentum=run.momentum),
+    "adam": lambda run, params: Adam(params, lr=run.lr, beta1=run.beta1, beta2=run.beta2, eps=run.eps),
+}
+
 
 def make_optimizer(run: RunParams, params: dict[str, np.ndarray]) -> SGD | Adam:
     """The optimizer named by run.optimizer ("sgd": lr, momentum; "adam": lr, beta1, beta2, eps) over params."""
-    if run.optimizer == "sgd":
-        return SGD(params, lr=run.lr, momentum=run.momentum)
-    if run.optimizer == "adam":
-        return Adam(params, lr=run.lr, beta1=run.beta1, beta2=run.beta2, eps=run.eps)
-    raise MnistbenchError(f"models.{run.name}.optimizer = {run.optimizer!r}: must be one of sgd, adam")
+    return one_of(OPTIMIZERS, run.optimizer, f"models.{run.name}.optimizer")(run, params)
 
 
 class ScratchBackend:
@@ -37,7 +38,7 @@ class ScratchBackend:
 
     def __init__(
         self, run: RunParams, weights: dict[str, np.ndarray], images: np.ndarray, labels: np.ndarray,
-        dtype: np.dtype,
+        dtype: np.dtype, threads: int = 1,
     ) -> None:
         self.dtype = np.dtype(dtype)
         self.network = MLP(weights, self.dtype)
@@ -45,6 +46,10 @@ class ScratchBackend:
         self.images = np.ascontiguousarray(images, dtype=self.dtype)
         self.labels = np.asarray(labels, dtype=np.int64)
         self._batch_images: dict[int, np.ndarray] = {}
+
+    @staticmethod
+    def configure_process(threads: int) -> None:
+        """Nothing process-wide: the stages limit NumPy's BLAS threads around their own work (threadpoolctl)."""
 
     def train_epoch(self, batches: list[np.ndarray]) -> np.ndarray:
         """One optimizer step per batch (int64 row indices), in order.
@@ -106,3 +111,6 @@ class ScratchBackend:
         # copies); the rows were checked once for the epoch by _check_rows.
         batch_images = np.take(self.images, rows, axis=0, out=self._batch_images[len(rows)], mode="clip")
         return batch_images, self.labels[rows]
+
+
+BACKEND = ScratchBackend

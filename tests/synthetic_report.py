@@ -1,5 +1,5 @@
-"""Synthetic inputs of the report stage (no tests here): a params file, raw images, and the train and eval
-records every (model, seed) would have, shaped like training.run_train and the evaluate stage write them.
+"""Synthetic inputs of the report stage (a helper module, no tests): a params file, MNIST-like images, and
+the train and eval records every (model, seed) would have, shaped as run_train and run_evaluate write them.
 
 The numbers are random but self-consistent: each eval record's accuracy, confusion matrix and per-class scores
 come from one set of simulated predictions, computed with scikit-learn.
@@ -7,6 +7,7 @@ come from one set of simulated predictions, computed with scikit-learn.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,19 +19,29 @@ from mnistbench.io import save_npz, write_json
 from mnistbench.params import Params, load_params
 from mnistbench.paths import Layout
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 RAW_ROWS = 300
 MODELS = {
     "scratch_sgd": {"impl": "scratch", "optimizer": "sgd", "lr": 0.1, "momentum": 0.0, "epochs": 4, "batch_size": 64},
-    "scratch_adam": {"impl": "scratch", "optimizer": "adam", "lr": 0.001, "epochs": 3, "batch_size": 128},
-    "torch_adam": {"impl": "torch", "optimizer": "adam", "lr": 0.001, "epochs": 3, "batch_size": 128, "device": "cpu"},
+    "scratch_adam": {"impl": "scratch", "optimizer": "adam", "lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
+                     "epochs": 3, "batch_size": 128},
+    "torch_adam": {"impl": "torch", "optimizer": "adam", "lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
+                   "epochs": 3, "batch_size": 128, "device": "cpu"},
 }
-DATA = {"source": "fixture.npz", "split": "official", "n_train": 500, "n_val": 100, "n_test": 200, "normalize": "unit"}
+DATA = {"source": "fixture.npz", "split": "official", "test_fraction": 0.2, "split_seed": 42, "n_train": 500,
+        "n_val": 100, "n_test": 200, "normalize": "unit"}
+NETWORK = {"hidden": 16, "init": "xavier_uniform", "dtype": "float32"}
+EVALUATE = {"worst_mistakes": 16, "throughput_repeats": 5}
 
 
 def write_params(root: Path, seeds: tuple[int, ...] = (0, 1, 2), data: dict[str, Any] | None = None,
                  models: dict[str, Any] | None = None) -> Params:
-    mapping = {"data": data or DATA, "model": {"hidden": 16}, "seeds": list(seeds), "models": models or MODELS}
-    path = root / "params.yaml"
+    mapping = {"data": data or DATA, "network": NETWORK, "seeds": list(seeds), "models": models or MODELS,
+               "evaluate": EVALUATE}
+    # The params in force come from their own file (as with `mnistbench --params`); the repository's params.yaml
+    # beside them is what the report lists differences from.
+    shutil.copyfile(REPO_ROOT / "params.yaml", root / "params.yaml")
+    path = root / "synthetic-params.yaml"
     path.write_text(yaml.safe_dump(mapping, sort_keys=False), encoding="utf-8")
     return load_params(path)
 

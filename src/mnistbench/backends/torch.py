@@ -1,6 +1,6 @@
 """The same 784-hidden-10 MLP and optimizers in PyTorch: the reference the scratch network is measured against.
 
-`TorchBackend` plugs into the shared loop of `mnistbench.training` (the `Backend` protocol): it starts from the
+`TorchBackend` follows the `Backend` protocol of `mnistbench.backends`: it starts from the
 shared NumPy initial weights, runs the batches it is handed in order, and gives its weights back in the shared
 layout (w1 (784, h), b1 (h,), w2 (h, 10), b2 (10,)); `nn.Linear` stores (out, in), hence the transposes.
 
@@ -11,34 +11,37 @@ tensor and gathers rows on the device, and the per-batch losses stay on the devi
 from __future__ import annotations
 
 import os
+from typing import Any
 
-# cuBLAS needs this before CUDA initializes to be deterministic (torch.use_deterministic_algorithms).
-os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+import numpy as np
+import torch
+from torch import nn
 
-from typing import Any  # noqa: E402
+from mnistbench.errors import MnistbenchError, one_of
+from mnistbench.params import RunParams
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+# cuBLAS is deterministic (torch.use_deterministic_algorithms) only with this set before CUDA initializes.
+CUBLAS_WORKSPACE_CONFIG = ":4096:8"
 
-from mnistbench.errors import MnistbenchError  # noqa: E402
-from mnistbench.params import RunParams  # noqa: E402
 
-TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
+DEVICES = {
+    "auto": lambda: "cuda" if torch.cuda.is_available() else "cpu",
+    "cpu": lambda: "cpu",
+    "cuda": lambda: "cuda",
+}
 
 
 def resolve_device(requested: str, model_name: str = "model") -> torch.device:
     """`device` of params.yaml -> a torch device: auto = cuda when present, else cpu; cuda without CUDA fails."""
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if requested == "cuda" and not torch.cuda.is_available():
+    key = f"models.{model_name}.device"
+    device = one_of(DEVICES, requested, key)()
+    if device == "cuda" and not torch.cuda.is_available():
         raise MnistbenchError(
-            f"models.{model_name}.device = 'cuda': no CUDA device is available (torch {torch.__version__}, "
+            f"{key} = 'cuda': no CUDA device is available (torch {torch.__version__}, "
             f"built for CUDA {torch.version.cuda}); use device: auto or cpu"
         )
-    if requested not in ("cpu", "cuda"):
-        raise MnistbenchError(f"models.{model_name}.device = {requested!r}: must be one of auto, cpu, cuda")
-    return torch.device(requested)
+    return torch.device(device)
 
 
 def device_name(device: torch.device) -> str:
@@ -53,9 +56,7 @@ def synchronize(device: torch.device) -> None:
 
 
 def torch_dtype(dtype: np.dtype) -> torch.dtype:
-    if np.dtype(dtype) not in TORCH_DTYPES:
-        raise MnistbenchError(f"model.dtype = {np.dtype(dtype).name!r}: must be one of float32, float64")
-    return TORCH_DTYPES[np.dtype(dtype)]
+    return one_of(TORCH_DTYPES, np.dtype(dtype).name, "network.dtype")
 
 
 def build_mlp(weights: dict[str, np.ndarray], dtype: torch.dtype, device: torch.device) -> nn.Sequential:
@@ -80,15 +81,21 @@ def build_optimizer(run: RunParams, parameters: Any) -> torch.optim.Optimizer:
     `fused=True` picks torch's fastest implementation (one kernel for all parameters, on CPU and CUDA): the
     baseline the scratch optimizers are measured against should be PyTorch at its best, not its default.
     """
-    if run.optimizer == "adam":
-        return torch.optim.Adam(parameters, lr=run.lr, betas=(run.beta1, run.beta2), eps=run.eps, fused=True)
-    if run.optimizer == "sgd":
-        return torch.optim.SGD(parameters, lr=run.lr, momentum=run.momentum, fused=True)
-    raise MnistbenchError(f"models.{run.name}.optimizer = {run.optimizer!r}: must be one of adam, sgd")
+    return one_of(OPTIMIZERS, run.optimizer, f"models.{run.name}.optimizer")(run, parameters)
+
+
+OPTIMIZERS = {
+    "adam": lambda run, parameters: torch.optim.Adam(
+        parameters, lr=run.lr, betas=(run.beta1, run.beta2), eps=run.eps, fused=True
+    ),
+    "sgd": lambda run, parameters: torch.optim.SGD(parameters, lr=run.lr, momentum=run.momentum, fused=True),
+}
 
 
 def apply_deterministic_settings(threads: int) -> None:
-    """Pin torch's CPU threads and ask for deterministic kernels (process-wide torch settings)."""
+    """Pin torch's CPU threads and ask for deterministic kernels: process-wide, so only the CLI calls this
+    (through `TorchBackend.configure_process`), and tests that need it restore what they change."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE_CONFIG)
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.benchmark = False
@@ -113,14 +120,14 @@ class TorchBackend:
     ) -> None:
         self.dtype = torch_dtype(dtype)
         self.device = resolve_device(run.device, run.name)
-        apply_deterministic_settings(threads)
-        self.threads = threads
         self.device_name = device_name(self.device)
         self.network = build_mlp(weights, self.dtype, self.device)
         self.optimizer = build_optimizer(run, self.network.parameters())
         self.loss_fn = nn.CrossEntropyLoss()
         self.train_images = self.to_device(images)
         self.train_labels = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(self.device)
+
+    configure_process = staticmethod(apply_deterministic_settings)
 
     def to_device(self, images: np.ndarray) -> torch.Tensor:
         """(n, 784) array -> a tensor of the backend's dtype on its device."""
@@ -186,3 +193,6 @@ class TorchBackend:
             "optimizer": type(self.optimizer).__name__,
             "fused_optimizer": bool(self.optimizer.defaults.get("fused")),
         }
+
+
+BACKEND = TorchBackend

@@ -9,11 +9,12 @@ import pytest
 import torch
 from helpers import synthetic_digits
 
+from mnistbench.backends import make_backend
+from mnistbench.backends.scratch import ScratchBackend
+from mnistbench.backends.torch import TorchBackend, losses_until_nonfinite, resolve_device
 from mnistbench.errors import MnistbenchError
-from mnistbench.params import ModelParams, RunParams
-from mnistbench.scratch.backend import ScratchBackend
-from mnistbench.torchnet import TorchBackend, losses_until_nonfinite, resolve_device
-from mnistbench.training import epoch_batches, generators, initial_weights, make_backend, train
+from mnistbench.params import NetworkParams, RunParams
+from mnistbench.training import epoch_batches, generators, initial_weights, train
 
 FIXTURE = Path(__file__).parent / "fixtures" / "mnist_small.npz"
 
@@ -25,8 +26,8 @@ def run_params(impl: str, optimizer: str, **overrides) -> RunParams:
     return RunParams(**values)
 
 
-def model_params(dtype: str, hidden: int = 32) -> ModelParams:
-    return ModelParams(hidden=hidden, init="xavier_uniform", dtype=dtype)
+def model_params(dtype: str, hidden: int = 32) -> NetworkParams:
+    return NetworkParams(hidden=hidden, init="xavier_uniform", dtype=dtype)
 
 
 
@@ -192,7 +193,7 @@ def test_training_data_is_held_on_the_device_once():
     assert tuple(backend.train_images.shape) == (16, 784)
 
 
-def test_deterministic_settings_and_versions_are_applied_and_described():
+def test_deterministic_settings_and_versions_are_applied_and_described(deterministic_torch):
     images, labels = synthetic_digits(8, seed=0)
     backend = TorchBackend(run_params("torch", "adam"), initial_weights(0, model_params("float32")), images,
                            labels, np.float32, threads=1)
@@ -208,7 +209,7 @@ def test_deterministic_settings_and_versions_are_applied_and_described():
     assert settings["fused_optimizer"] is True
 
 
-def test_two_runs_with_the_same_seed_give_identical_weights():
+def test_two_runs_with_the_same_seed_give_identical_weights(deterministic_torch):
     images, labels = synthetic_digits(200, seed=6)
     model = model_params("float32")
     results = []
