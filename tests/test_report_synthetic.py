@@ -138,8 +138,9 @@ def sweep_models(n_lrs: int, bases: tuple[str, ...] = ("scratch_sgd", "scratch_a
     Accuracy falls off quadratically in log10(lr) away from each optimizer's best lr, like a real sweep.
     """
     models, skill = {}, {}
+    extra = {"torch_sgd": {**MODELS["scratch_sgd"], "impl": "torch", "device": "cpu"}}
     for base in bases:
-        entry = MODELS[base]
+        entry = {**MODELS, **extra}[base]
         best_lr, peak = OPTIMIZER_PEAKS[entry["optimizer"]]
         for lr in best_lr * np.logspace(-2, 1.5, n_lrs):
             name = f"{base}__lr_{lr:.3g}".replace(".", "p").replace("-", "m").replace("+", "")
