@@ -228,3 +228,14 @@ def test_a_sweep_that_breaks_the_params_changes_nothing(tmp_path):
     with pytest.raises(MnistbenchError, match="no entry 'nope'"):
         run_sweep(path, "nope", ["lr=1"])
     assert path.read_text(encoding="utf-8") == original
+
+
+def test_sweep_report_loads_in_headless_chromium_with_no_request(sweep64, tmp_path):
+    browser = pytest.importorskip("test_report_browser")
+    if browser.CHROMIUM is None:
+        pytest.skip("no chromium binary (Debian: apt-get install -y chromium)")
+    page = browser.load_in_chromium(sweep64["layout"].report_html, tmp_path / "profile")
+    own = sweep64["layout"].report_html.resolve().as_uri()
+    assert [url for url in browser.requested_urls(page["events"]) if url != own and not url.startswith("data:")] == []
+    assert browser.console_errors(page["events"]) == []
+    assert page["broken"] == 0 and any("Families" in heading for heading in page["headings"])
