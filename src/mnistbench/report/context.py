@@ -111,8 +111,8 @@ def headline(params: Params, metrics: dict[str, Any]) -> list[str]:
     for row in against_best[:COMPARED_IN_HEADLINE]:
         lines.append(verdict_sentence(row, label(params, metrics, row["a"]), label(params, metrics, row["b"])))
     if len(order) > 1 + COMPARED_IN_HEADLINE:
-        lines.append(f"{len(order) - 1 - COMPARED_IN_HEADLINE} more families are compared in section 2 "
-                     f"({len(metrics['comparisons'])} pairs, Holm-adjusted).")
+        lines.append(f"{len(order) - 1 - COMPARED_IN_HEADLINE} more families are compared under "
+                     f"'Is the difference real?' ({len(metrics['comparisons'])} pairs, Holm-adjusted).")
     lines.append(_fastest_sentence(params, metrics))
     diverged = sum(entry["n_diverged"] for entry in models.values())
     if diverged:
@@ -125,13 +125,13 @@ def _best_sentence(params: Params, metrics: dict[str, Any], family_name: str) ->
     model = family["selected"]
     entry = metrics["models"][model]
     accuracy = entry["test_accuracy"]
-    interval = f" [{fmt.interval(accuracy['ci95'])[1:]}" if accuracy["ci95"] else ""
+    interval = f" {fmt.interval(accuracy['ci95'])}" if accuracy["ci95"] else ""
     text = (f"Best on validation: {label(params, metrics, model)}, with {fmt.percent(accuracy['mean'])} test "
             f"accuracy{interval} (mean of {entry['n_seeds_ok']} seed(s)).")
     if len(family["members"]) > 1:
         text += (f" Selected from {len(family['members'])} settings by validation accuracy "
                  f"({fmt.percent(family['val_accuracy'])}); the test set took no part in the choice.")
-    return text.replace(" [[", " [")
+    return text
 
 
 def _fastest_sentence(params: Params, metrics: dict[str, Any]) -> str:

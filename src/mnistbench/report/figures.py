@@ -224,9 +224,11 @@ def sensitivity_figure(series: list[SensitivitySeries], key: str) -> str:
     axes.grid(alpha=0.3)
     handles, labels = axes.get_legend_handles_labels()
     handles += [Line2D([], [], marker="*", markersize=13, color="black", linestyle="none"),
-                Line2D([], [], marker="o", markersize=5, color="grey", alpha=0.4, linestyle=":"),
-                Line2D([], [], marker="x", markersize=8, color="#b00020", linestyle="none")]
-    labels += ["selected on validation", "test accuracy (mean, faint)", "diverged (epoch noted)"]
+                Line2D([], [], marker="o", markersize=5, color="grey", alpha=0.4, linestyle=":")]
+    labels += ["selected on validation", "test accuracy (mean, faint)"]
+    if any(point["n_diverged"] for one in series for point in one.points):
+        handles.append(Line2D([], [], marker="x", markersize=8, color="#b00020", linestyle="none"))
+        labels.append("diverged (first epoch noted)")
     axes.legend(handles, labels, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     return to_data_uri(figure)
 
