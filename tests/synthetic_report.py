@@ -15,6 +15,7 @@ import numpy as np
 import yaml
 from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
+from mnistbench.evaluation import time_to_target
 from mnistbench.io import save_npz, write_json
 from mnistbench.params import Params, load_params
 from mnistbench.paths import Layout
@@ -31,12 +32,13 @@ MODELS = {
 DATA = {"source": "fixture.npz", "split": "official", "test_fraction": 0.2, "split_seed": 42, "n_train": 500,
         "n_val": 100, "n_test": 200, "normalize": "unit"}
 NETWORK = {"hidden": 16, "init": "xavier_uniform", "dtype": "float32"}
-EVALUATE = {"worst_mistakes": 16, "throughput_repeats": 5}
+EVALUATE = {"worst_mistakes": 16, "throughput_repeats": 5, "target_accuracy": 0.97}
 
 
 def write_params(root: Path, seeds: tuple[int, ...] = (0, 1, 2), data: dict[str, Any] | None = None,
                  models: dict[str, Any] | None = None) -> Params:
-    mapping = {"data": data or DATA, "network": NETWORK, "seeds": list(seeds), "models": models or MODELS,
+    """data: values that replace DATA's."""
+    mapping = {"data": DATA | (data or {}), "network": NETWORK, "seeds": list(seeds), "models": models or MODELS,
                "evaluate": EVALUATE}
     # The params in force come from their own file (as with `mnistbench --params`); the repository's params.yaml
     # beside them is what the report lists differences from.
@@ -53,7 +55,8 @@ def provenance_record(date: str) -> dict[str, Any]:
 
 
 def train_record(model: str, seed: int, epochs: int, rng: np.random.Generator, diverge_at: int | None,
-                 n_val: int) -> dict[str, Any]:
+                 n_val: int, skill: float | None = None) -> dict[str, Any]:
+    """skill: the final validation accuracy to aim at (None: about 0.8 + 0.03 per epoch)."""
     history = []
     for epoch in range(1, epochs + 1):
         diverged = diverge_at == epoch
@@ -61,7 +64,7 @@ def train_record(model: str, seed: int, epochs: int, rng: np.random.Generator, d
             "epoch": epoch,
             "train_loss": None if diverged else float(1.0 / epoch + rng.uniform(0, 0.05)),
             "val_loss": None if diverged or not n_val else float(1.1 / epoch + rng.uniform(0, 0.05)),
-            "val_accuracy": None if diverged or not n_val else float(0.8 + 0.03 * epoch + rng.uniform(0, 0.01)),
+            "val_accuracy": None if diverged or not n_val else _val_accuracy(epoch, epochs, rng, skill),
             "seconds": float(rng.uniform(0.5, 1.5)),
         })
         if diverged:
@@ -77,9 +80,17 @@ def train_record(model: str, seed: int, epochs: int, rng: np.random.Generator, d
     }
 
 
-def eval_record(model: str, seed: int, rng: np.random.Generator, diverged: bool, n_test: int) -> dict[str, Any]:
+def _val_accuracy(epoch: int, epochs: int, rng: np.random.Generator, skill: float | None) -> float:
+    if skill is None:
+        return float(0.8 + 0.03 * epoch + rng.uniform(0, 0.01))
+    return float(min(1.0, skill - 0.1 * (epochs - epoch) / epochs + rng.normal(0, 0.004)))
+
+
+def eval_record(model: str, seed: int, rng: np.random.Generator, diverged: bool, n_test: int,
+                skill: float | None = None) -> dict[str, Any]:
+    """skill: the test accuracy to aim at (None: between 0.85 and 0.98)."""
     labels = rng.integers(0, 10, n_test)
-    error_rate = 0.9 if diverged else rng.uniform(0.02, 0.15)
+    error_rate = 0.9 if diverged else (rng.uniform(0.02, 0.15) if skill is None else 1 - skill + rng.normal(0, 0.004))
     wrong = rng.random(n_test) < error_rate
     predicted = np.where(wrong, (labels + rng.integers(1, 10, n_test)) % 10, labels)
     precision, recall, f1, support = precision_recall_fscore_support(labels, predicted, labels=range(10),
@@ -104,8 +115,11 @@ def eval_record(model: str, seed: int, rng: np.random.Generator, diverged: bool,
 
 
 def write_results(root: Path, params: Params, diverged: frozenset[tuple[str, int]] = frozenset(),
-                  seed: int = 7) -> Layout:
-    """Write every input of the report under `root` for `params`; runs in `diverged` diverge at epoch 2."""
+                  seed: int = 7, skill: dict[str, float] | None = None) -> Layout:
+    """Write every input of the report under `root` for `params`; runs in `diverged` diverge at epoch 2.
+
+    skill: model -> the accuracy its runs aim at (validation and test alike), for sweeps that look real.
+    """
     layout = Layout(root)
     rng = np.random.default_rng(seed)
     save_npz(layout.raw_npz, {"images": rng.integers(0, 256, (RAW_ROWS, 784), dtype=np.uint8),
@@ -118,8 +132,30 @@ def write_results(root: Path, params: Params, diverged: frozenset[tuple[str, int
     for model, run in params.models.items():
         for run_seed in params.seeds:
             is_diverged = (model, run_seed) in diverged
-            write_json(layout.train_report(model, run_seed), train_record(
-                model, run_seed, run.epochs, rng, 2 if is_diverged else None, params.data.n_val))
-            write_json(layout.eval_report(model, run_seed),
-                       eval_record(model, run_seed, rng, is_diverged, params.data.n_test))
+            aim = (skill or {}).get(model)
+            train = train_record(model, run_seed, run.epochs, rng, 2 if is_diverged else None, params.data.n_val, aim)
+            write_json(layout.train_report(model, run_seed), train)
+            evaluation = eval_record(model, run_seed, rng, is_diverged, params.data.n_test, aim)
+            evaluation["time_to_target"] = time_to_target(train["history"], params.evaluate.target_accuracy)
+            write_json(layout.eval_report(model, run_seed), evaluation)
     return layout
+
+
+OPTIMIZER_PEAKS = {"sgd": (0.1, 0.975), "adam": (0.001, 0.978)}  # best lr and its accuracy, per optimizer
+
+
+def sweep_models(n_lrs: int, bases: tuple[str, ...] = ("scratch_sgd", "scratch_adam")) -> tuple[dict, dict]:
+    """A learning-rate sweep of `bases` (n_lrs members each, family = base): (models mapping, skill per model).
+
+    Accuracy falls off quadratically in log10(lr) away from each optimizer's best lr, like a real sweep.
+    """
+    models, skill = {}, {}
+    extra = {"torch_sgd": {**MODELS["scratch_sgd"], "impl": "torch", "device": "cpu"}}
+    for base in bases:
+        entry = {**MODELS, **extra}[base]
+        best_lr, peak = OPTIMIZER_PEAKS[entry["optimizer"]]
+        for lr in best_lr * np.logspace(-2, 1.5, n_lrs):
+            name = f"{base}__lr_{lr:.3g}".replace(".", "p").replace("-", "m").replace("+", "")
+            models[name] = {**entry, "lr": float(f"{lr:.3g}"), "family": base}
+            skill[name] = max(0.2, peak - 0.04 * np.log10(lr / best_lr) ** 2)
+    return models, skill

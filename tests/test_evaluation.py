@@ -30,7 +30,7 @@ models:
                  batch_size: 32}
   tiny_torch: {impl: torch, optimizer: adam, lr: 0.001, beta1: 0.9, beta2: 0.999, eps: 1.0e-8, epochs: 3,
                batch_size: 32, device: cpu}
-evaluate: {worst_mistakes: 5, throughput_repeats: 2}
+evaluate: {worst_mistakes: 5, throughput_repeats: 2, target_accuracy: 0.97}
 """
 N_TEST = 400
 

@@ -97,17 +97,17 @@ def test_metrics_json_train_seconds_equal_the_train_reports(built):
         assert entry["relative_train_time"] == pytest.approx(entry["train_seconds"]["mean"] / fastest)
 
 
-def test_paired_differences_are_seedwise_accuracy_differences(built):
+def test_comparisons_are_seedwise_accuracy_differences(built):
     params, layout, metrics = built["params"], built["layout"], built["metrics"]
     records = eval_records(layout, params)
-    assert len(metrics["paired_differences"]) == 3
-    for pair in metrics["paired_differences"]:
+    assert len(metrics["comparisons"]) == 3
+    for pair in metrics["comparisons"]:
         a_runs, b_runs = records[pair["a"]], records[pair["b"]]
         differences = [a["test_accuracy"] - b["test_accuracy"] for a, b in zip(a_runs, b_runs, strict=True)
                        if a["status"] == "ok" and b["status"] == "ok"]
         assert pair["per_seed"] == pytest.approx(differences)
-        assert pair["mean"] == pytest.approx(np.mean(differences))
-        assert pair["p_value"] == pytest.approx(stats.ttest_rel(
+        assert pair["diff_mean"] == pytest.approx(np.mean(differences))
+        assert pair["p"] == pytest.approx(stats.ttest_rel(
             [a["test_accuracy"] for a, b in zip(a_runs, b_runs, strict=True) if a["status"] == b["status"] == "ok"],
             [b["test_accuracy"] for a, b in zip(a_runs, b_runs, strict=True) if a["status"] == b["status"] == "ok"],
         ).pvalue)
@@ -235,7 +235,7 @@ def test_report_builds_when_every_seed_of_a_model_diverged(tmp_path):
     metrics = json.loads(layout.metrics_json.read_text())
     assert metrics["models"]["torch_adam"]["test_accuracy"]["mean"] is None
     assert metrics["models"]["torch_adam"]["n_diverged"] == 3
-    pair = next(p for p in metrics["paired_differences"] if "torch_adam" in (p["a"], p["b"]))
+    pair = next(p for p in metrics["comparisons"] if "torch_adam" in (p["a"], p["b"]))
     assert pair["n_pairs"] == 0 and pair["verdict"] == "not available"
     assert layout.report_html.read_text().count('<tr class="diverged">') == 3
 
@@ -246,7 +246,7 @@ def test_one_seed_gives_no_interval_and_says_so(tmp_path):
     run_report(params, layout)
     metrics = json.loads(layout.metrics_json.read_text())
     assert all(entry["test_accuracy"]["ci95"] is None for entry in metrics["models"].values())
-    assert all(pair["verdict"] == "not available" for pair in metrics["paired_differences"])
+    assert all(pair["verdict"] == "not available" for pair in metrics["comparisons"])
     assert "only 1 paired seed" in layout.report_html.read_text()
 
 

@@ -1,6 +1,7 @@
 """The one command line both Snakemake rules and DVC stages call: one subcommand per stage.
 
     mnistbench [--params PATH] [--log PATH] download | prepare | train | evaluate | report
+    mnistbench sweep BASE --set KEY=V1,V2,... [--params PATH]     (and: sweep --clear BASE)
 
 Each subcommand validates the params before any work, then calls one library function. Errors the user can
 fix are printed as one line (no traceback) with exit status 2.
@@ -70,6 +71,21 @@ def _sync_dvc(params: Params, args: argparse.Namespace, layout: Layout) -> None:
     sync_dvc(args.targets, layout.root)
 
 
+def _sweep(params: Params, args: argparse.Namespace, layout: Layout) -> None:
+    from mnistbench.sweep import run_clear, run_sweep
+
+    if args.clear:
+        removed = run_clear(Path(args.params), args.base)
+        print(f"{args.params}: removed {len(removed)} entries of family {args.base}" if removed else
+              f"{args.params}: no sweep of {args.base} to remove")
+        return
+    if not args.set:
+        raise MnistbenchError("sweep: give at least one --set KEY=V1,V2,... (or --clear BASE)")
+    added = run_sweep(Path(args.params), args.base, args.set)
+    print(f"{args.params}: family {args.base} now has {len(added) + 1} members "
+          f"({args.base} and {', '.join(added)})")
+
+
 def _check(params: Params, args: argparse.Namespace, layout: Layout) -> None:
     print(f"{params.path}: valid ({len(params.models)} models x {len(params.seeds)} seeds)")
 
@@ -103,6 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--threads", type=int, default=1, help="BLAS / torch threads for this job (default 1)")
     stage("report", _report, "aggregate results -> reports/metrics.json, reports/report.html")
     stage("check", _check, "validate the params file and exit")
+    sweep = stage("sweep", _sweep, "write a family of models entries (BASE at several hyperparameter values) into "
+                  "the params file; --clear removes them")
+    sweep.add_argument("base", metavar="BASE", help="the models entry to sweep (it stays, as a member of its family)")
+    sweep.add_argument("--set", action="append", metavar="KEY=V1,V2,...",
+                       help="values of one hyperparameter (repeat for a grid), e.g. --set lr=1e-4,3e-4,1e-3")
+    sweep.add_argument("--clear", action="store_true", help="remove the entries a sweep of BASE wrote")
+    sweep.add_argument("--params", default=argparse.SUPPRESS, help="params file to edit (default: params.yaml)")
     sync = stage("sync-dvc", _sync_dvc, "after a Snakemake run: record its targets' stages in dvc.lock (dvc commit)")
     sync.add_argument("targets", nargs="*", help="Snakemake's targets (default: the report)")
     return parser

@@ -113,6 +113,21 @@ def evaluate_logits(
     }
 
 
+def time_to_target(history: list[dict[str, Any]], target: float) -> dict[str, Any]:
+    """The first epoch whose validation accuracy reaches `target`, and the training seconds up to its end.
+
+    history: a training record's per-epoch entries ({"epoch", "val_accuracy" or None, "seconds"}, in order).
+    Returns {"target", "epoch", "seconds"}; epoch and seconds are None when no epoch reached the target.
+    """
+    elapsed = 0.0
+    for entry in history:
+        elapsed += entry["seconds"]
+        accuracy = entry.get("val_accuracy")
+        if accuracy is not None and accuracy >= target:
+            return {"target": target, "epoch": entry["epoch"], "seconds": elapsed}
+    return {"target": target, "epoch": None, "seconds": None}
+
+
 def finite_or_none(value: float) -> float | None:
     value = float(value)
     return value if math.isfinite(value) else None
@@ -137,6 +152,7 @@ def run_evaluate(params: Params, model_name: str, seed: int, threads: int, layou
         "impl": run.impl,
         "status": train_record.get("status", "ok"),
         "diverged_epoch": train_record.get("diverged_epoch"),
+        "time_to_target": time_to_target(train_record.get("history", []), params.evaluate.target_accuracy),
         **evaluate_logits(logits, labels, test_set.get("indices"), params.evaluate.worst_mistakes),
         "inference": inference,
         "inputs": {

@@ -46,7 +46,11 @@ class NetworkParams:
 
 @dataclass(frozen=True)
 class RunParams:
-    """One entry of `models`: how one model is trained (for every seed)."""
+    """One entry of `models`: how one model is trained (for every seed).
+
+    family: the recipe this entry is one hyperparameter setting of; an entry without `family` is its own family
+    (load_params fills in the entry's name).
+    """
 
     name: str
     impl: str
@@ -59,12 +63,14 @@ class RunParams:
     beta2: float | None = None
     eps: float | None = None
     device: str | None = None  # impl torch only
+    family: str | None = None
 
 
 @dataclass(frozen=True)
 class EvaluateParams:
     worst_mistakes: int
     throughput_repeats: int
+    target_accuracy: float  # validation accuracy whose first epoch gives the time-to-target figure
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,10 @@ class Params:
         if name not in self.models:
             raise MnistbenchError(f"unknown model {name!r}: params {self.path} defines {sorted(self.models)}")
         return self.models[name]
+
+    def families(self) -> dict[str, list[str]]:
+        """Family name -> its member models, both in params order."""
+        return group_families(self.mapping["models"])
 
     def check_seed(self, seed: int) -> None:
         if seed not in self.seeds:
@@ -112,6 +122,28 @@ def validate_mapping(mapping: Any, where: str = "params") -> None:
         raise MnistbenchError(f"{where}: {describe_schema_error(errors[0])}")
     _check_sizes(mapping["data"], where)
     _check_source(mapping["data"]["source"], where)
+    _check_selection_data(mapping, where)
+
+
+def group_families(models: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
+    """Family name -> member model names, in params order; an entry without `family` is its own family."""
+    families: dict[str, list[str]] = {}
+    for name, run in models.items():
+        families.setdefault(run.get("family", name), []).append(name)
+    return families
+
+
+def _check_selection_data(mapping: dict[str, Any], where: str) -> None:
+    """A family of several members is tuned on the validation rows: without them there is nothing to select on."""
+    if mapping["data"]["n_val"] > 0:
+        return
+    tuned = {family: members for family, members in group_families(mapping["models"]).items() if len(members) > 1}
+    if tuned:
+        family, members = next(iter(tuned.items()))
+        raise MnistbenchError(
+            f"{where}: data.n_val = 0 but family {family!r} has {len(members)} members: selecting one needs "
+            "validation rows (the test rows never take part in selection); set data.n_val > 0"
+        )
 
 
 NAMED_SOURCES = ("auto", "idx", "openml", "wheel")
@@ -208,7 +240,7 @@ def _typed(mapping: dict[str, Any], path: Path) -> Params:
         data=DataParams(**mapping["data"]),
         network=NetworkParams(**mapping["network"]),
         seeds=tuple(mapping["seeds"]),
-        models={name: RunParams(name=name, **run) for name, run in mapping["models"].items()},
+        models={name: RunParams(name=name, **{"family": name, **run}) for name, run in mapping["models"].items()},
         evaluate=EvaluateParams(**mapping["evaluate"]),
         mapping=mapping,
         path=path,

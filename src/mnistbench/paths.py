@@ -57,6 +57,10 @@ class Layout:
         return self.root / "reports" / "metrics.json"
 
     @property
+    def summary_json(self) -> Path:
+        return self.root / "reports" / "summary.json"
+
+    @property
     def plots_dir(self) -> Path:
         return self.root / "reports" / "plots"
 

@@ -8,6 +8,7 @@ rule report:
         expand("reports/eval/{model}/seed{seed}.json", model=MODELS, seed=SEEDS),
     output:
         "reports/metrics.json",
+        "reports/summary.json",
         "reports/report.html",
         "reports/plots/learning_curves.csv",
         directory("reports/plots/curves"),

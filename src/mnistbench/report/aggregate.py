@@ -7,7 +7,6 @@ Intervals are Student t intervals over seeds (scipy.stats.t): with one seed ther
 
 from __future__ import annotations
 
-from itertools import combinations
 from typing import Any
 
 import numpy as np
@@ -49,6 +48,9 @@ def run_table(inputs: ReportInputs) -> pd.DataFrame:
             "seconds_per_epoch": train.get("seconds_per_epoch"),
             "samples_per_second": train.get("samples_per_second"),
             "inference_images_per_second": (evaluation.get("inference") or {}).get("images_per_second"),
+            "val_accuracy": final_val_accuracy(train),
+            "target_epoch": (evaluation.get("time_to_target") or {}).get("epoch"),
+            "target_seconds": (evaluation.get("time_to_target") or {}).get("seconds"),
             "epochs_completed": train.get("epochs_completed"),
             "device": train.get("device"),
             "threads": train.get("threads"),
@@ -56,9 +58,15 @@ def run_table(inputs: ReportInputs) -> pd.DataFrame:
             "cpu_count": (train.get("provenance") or {}).get("cpu_count"),
         })
     table = pd.DataFrame(rows)
-    numeric = list(SUMMARY_COLUMNS)
+    numeric = [*SUMMARY_COLUMNS, "val_accuracy", "target_epoch", "target_seconds"]
     table[numeric] = table[numeric].apply(pd.to_numeric, errors="coerce")
     return table
+
+
+def final_val_accuracy(train: dict[str, Any]) -> float | None:
+    """The last epoch's validation accuracy of a training record (None without validation rows or history)."""
+    history = train.get("history") or []
+    return history[-1].get("val_accuracy") if history else None
 
 
 def t_interval(values: np.ndarray, confidence: float = CONFIDENCE) -> list[float] | None:
@@ -92,6 +100,8 @@ def model_summary(runs: pd.DataFrame) -> dict[str, Any]:
     summary: dict[str, Any] = {
         column: describe(ok[column], with_interval=column == "test_accuracy") for column in SUMMARY_COLUMNS
     }
+    summary["val_accuracy"] = describe(ok["val_accuracy"])
+    summary["time_to_target"] = time_to_target_summary(runs)
     summary["seeds_ok"] = [int(seed) for seed in ok["seed"]]
     summary["n_seeds_ok"] = len(ok)
     summary["n_diverged"] = len(diverged)
@@ -100,6 +110,17 @@ def model_summary(runs: pd.DataFrame) -> dict[str, Any]:
         for row in diverged.itertuples()
     ]
     return summary
+
+
+def time_to_target_summary(runs: pd.DataFrame) -> dict[str, Any]:
+    """Over a model's seeds: how many reached the target, and the mean epoch and seconds of those that did."""
+    reached = runs[runs["status"].eq("ok") & runs["target_epoch"].notna()]
+    return {
+        "n_reached": len(reached),
+        "n_seeds": len(runs),
+        "epoch": describe(reached["target_epoch"]),
+        "seconds": describe(reached["target_seconds"]),
+    }
 
 
 def add_relative_train_time(models: dict[str, dict[str, Any]]) -> None:
@@ -112,56 +133,87 @@ def add_relative_train_time(models: dict[str, dict[str, Any]]) -> None:
         entry["relative_train_time"] = mean / fastest if fastest and mean is not None else None
 
 
-def paired_difference(table: pd.DataFrame, first: str, second: str) -> dict[str, Any]:
+def paired_difference_from_pivot(ok: pd.DataFrame, first: str, second: str) -> dict[str, Any]:
     """Accuracy of `first` minus `second` over the seeds where both runs are ok (same seed = same init, batches).
 
-    Returns {"a", "b", "seeds", "n_pairs", "per_seed", "mean", "std", "ci95", "p_value", "verdict"}; verdict is
-    "a better" / "b better" when the 95% interval excludes 0, "no clear difference", or "not available".
+    ok: test accuracy of the ok runs, index = seed, one column per model. Returns {"seeds", "n_pairs",
+    "per_seed", "mean", "std", "ci95", "p_value"} (paired t test; None with fewer than two pairs or no spread).
     """
-    ok = table[table["status"] == "ok"].pivot(index="seed", columns="model", values="test_accuracy")
     both = ok[[first, second]].dropna() if {first, second} <= set(ok.columns) else pd.DataFrame()
     differences = (both[first] - both[second]).to_numpy(dtype=np.float64) if len(both) else np.array([])
-    interval = t_interval(differences)
     p_value = None
     if len(differences) > 1 and np.std(differences) > 0:
         p_value = float(stats.ttest_1samp(differences, 0.0).pvalue)
     return {
-        "a": first,
-        "b": second,
         "seeds": [int(seed) for seed in both.index],
         "n_pairs": len(differences),
         "per_seed": [float(value) for value in differences],
         "mean": float(np.mean(differences)) if len(differences) else None,
         "std": float(np.std(differences, ddof=1)) if len(differences) > 1 else None,
-        "ci95": interval,
+        "ci95": t_interval(differences),
         "p_value": p_value,
-        "verdict": _verdict(interval),
     }
 
 
-def _verdict(interval: list[float] | None) -> str:
-    if interval is None:
-        return "not available"
-    low, high = interval
-    if low > 0:
-        return "a better"
-    if high < 0:
-        return "b better"
-    return "no clear difference"
+def metrics_document(table: pd.DataFrame, runs: dict[str, dict[str, Any]], target_accuracy: float) -> dict[str, Any]:
+    """The content of reports/metrics.json: per model (test accuracy, train seconds: mean, std, per_seed), per
+    family (members, the selected one), the comparisons of selected members, and notes.
 
+    runs: the params' `models` mapping, in params order (its `family` keys group the models).
+    """
+    from mnistbench.params import group_families
+    from mnistbench.report import families as fam
 
-def metrics_document(table: pd.DataFrame, model_names: list[str]) -> dict[str, Any]:
-    """The content of reports/metrics.json: per model, test accuracy and train seconds (mean, std, per_seed), plus
-    comparisons and notes."""
-    models = {name: model_summary(table[table["model"] == name]) for name in model_names}
+    models = {name: model_summary(table[table["model"] == name]) for name in runs}
     add_relative_train_time(models)
+    families = fam.families_document(table, group_families(runs), runs)
+    for family, entry in families.items():
+        for member in entry["members"]:
+            models[member]["family"] = family
+            models[member]["selected"] = member == entry["selected"]
     return {
         "models": models,
-        "paired_differences": [paired_difference(table, a, b) for a, b in combinations(model_names, 2)],
+        "families": families,
+        "family_order": fam.family_order(families),
+        "comparisons": fam.comparisons(table, families),
+        "adjustment": fam.ADJUSTMENT,
+        "alpha": fam.ALPHA,
+        "target_accuracy": target_accuracy,
         "confidence": CONFIDENCE,
         "notes": [EXCLUSION_NOTE, "std is the sample standard deviation over seeds (ddof 1); ci95 a Student t "
-                  "interval for the mean; both are null with fewer than two ok seeds."],
+                  "interval for the mean; both are null with fewer than two ok seeds.",
+                  "Each family's member is selected on mean final validation accuracy over seeds; the test set never "
+                  "takes part in selection. Comparisons pair the selected members seed by seed on test accuracy; "
+                  "p_adjusted is Holm's step-down adjustment over all comparisons, and verdicts use it."],
     }
+
+
+def summary_document(metrics: dict[str, Any]) -> dict[str, Any]:
+    """reports/summary.json, the compact metrics DVC shows: per model, percentages and seconds, short keys.
+
+    acc: test accuracy mean (%), lo/hi: its 95% interval (%), val: final validation accuracy mean (%), s_ep: seconds
+    per epoch, ttt: seconds to reach evaluate.target_accuracy (mean of the seeds that reached it; null if none),
+    div: seeds diverged.
+    """
+    def percent(value: float | None) -> float | None:
+        return None if value is None else round(100 * value, 2)
+
+    def rounded(value: float | None) -> float | None:
+        return None if value is None else float(f"{value:.3g}")
+
+    summary = {}
+    for name, entry in metrics["models"].items():
+        interval = entry["test_accuracy"]["ci95"] or [None, None]
+        summary[name] = {
+            "acc": percent(entry["test_accuracy"]["mean"]),
+            "lo": percent(interval[0]),
+            "hi": percent(interval[1]),
+            "val": percent(entry["val_accuracy"]["mean"]),
+            "s_ep": rounded(entry["seconds_per_epoch"]["mean"]),
+            "ttt": rounded(entry["time_to_target"]["seconds"]["mean"]),
+            "div": entry["n_diverged"],
+        }
+    return summary
 
 
 def learning_curves(inputs: ReportInputs) -> pd.DataFrame:

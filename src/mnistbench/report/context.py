@@ -44,20 +44,24 @@ def lookup(document: dict[str, Any], dotted: str) -> Any:
     return value
 
 
-def summary_section(params: Params, metrics: dict[str, Any]) -> dict[str, Any]:
-    """Section 1: headers and one row per model; each cell {key, value, json, text, best}."""
+def summary_section(params: Params, metrics: dict[str, Any], selected: list[str]) -> dict[str, Any]:
+    """Section 1: headers and one row per family's selected model; each cell {key, value, json, text, best}."""
     models = metrics["models"]
     rows = []
-    for name, entry in models.items():
+    for name in selected:
+        entry = models[name]
         cells = [_cell(f"models.{name}.{key}", lookup(entry, key), formatter) for _, key, formatter, _ in
                  SUMMARY_COLUMNS]
         per_seed = [fmt.percent(value) for value in entry["test_accuracy"]["per_seed"]]
+        family = metrics["families"][entry["family"]]
         rows.append({"model": name, "recipe": _recipe(params, name), "cells": cells,
                      "per_seed": ", ".join(per_seed) or fmt.MISSING, "seeds_ok": entry["n_seeds_ok"],
-                     "n_diverged": entry["n_diverged"]})
+                     "n_diverged": entry["n_diverged"], "family": entry["family"],
+                     "n_members": len(family["members"])})
     for column, (_, _, _, best) in enumerate(SUMMARY_COLUMNS):
         _mark_best([row["cells"][column] for row in rows], best)
-    return {"headers": [header for header, *_ in SUMMARY_COLUMNS], "rows": rows, "headline": _headline(models)}
+    return {"headers": [header for header, *_ in SUMMARY_COLUMNS], "rows": rows,
+            "headline": headline(params, metrics)}
 
 
 def _cell(key: str, value: Any, formatter: Callable[[Any], str]) -> dict[str, Any]:
@@ -81,52 +85,112 @@ def _recipe(params: Params, name: str) -> str:
     return f"{run.impl} {run.optimizer}, lr {run.lr}{extra}, {batch}, {run.epochs} epochs"
 
 
-def _headline(models: dict[str, Any]) -> list[str]:
-    """Plain sentences: the most accurate model and the fastest to train."""
-    accuracy = {name: entry["test_accuracy"]["mean"] for name, entry in models.items()
-                if entry["test_accuracy"]["mean"] is not None}
-    times = {name: entry["train_seconds"]["mean"] for name, entry in models.items()
-             if entry["train_seconds"]["mean"] is not None}
-    lines = []
-    if accuracy:
-        best = max(accuracy, key=accuracy.get)
-        lines.append(f"Most accurate: {best} with {fmt.percent(accuracy[best])} test accuracy "
-                     f"(mean of {models[best]['n_seeds_ok']} seed(s)).")
-    if times:
-        fastest = min(times, key=times.get)
-        lines.append(f"Fastest to train: {fastest} in {fmt.seconds(times[fastest])} (mean per seed).")
-    return lines
+MAX_HEADLINE = 8
+COMPARED_IN_HEADLINE = 4
 
 
-def comparison_section(metrics: dict[str, Any]) -> list[dict[str, Any]]:
-    """Section 2: one row per pair of models with formatted difference, interval and a plain verdict."""
+def label(params: Params, metrics: dict[str, Any], model: str) -> str:
+    """How the text names a model: its name, or "FAMILY at lr 0.003" for a member of a family of several."""
+    family = metrics["families"][metrics["models"][model]["family"]]
+    if len(family["members"]) == 1:
+        return model
+    run = params.mapping["models"][model]
+    values = ", ".join(f"{key} {run.get(key)}" for key in family["swept"])
+    return f"{metrics['models'][model]['family']} at {values}"
+
+
+def headline(params: Params, metrics: dict[str, Any]) -> list[str]:
+    """At most MAX_HEADLINE plain sentences, whatever the number of models: the best family (on validation),
+    the nearest others against it, how many more are compared, the fastest to the target, diverged runs."""
+    order = metrics["family_order"]
+    models = metrics["models"]
+    if not order:
+        return []
+    lines = [_best_sentence(params, metrics, order[0])]
+    against_best = [row for row in metrics["comparisons"] if row["family_a"] == order[0]]
+    for row in against_best[:COMPARED_IN_HEADLINE]:
+        lines.append(verdict_sentence(row, label(params, metrics, row["a"]), label(params, metrics, row["b"])))
+    if len(order) > 1 + COMPARED_IN_HEADLINE:
+        lines.append(f"{len(order) - 1 - COMPARED_IN_HEADLINE} more families are compared under "
+                     f"'Is the difference real?' ({len(metrics['comparisons'])} pairs, Holm-adjusted).")
+    lines.append(_fastest_sentence(params, metrics))
+    diverged = sum(entry["n_diverged"] for entry in models.values())
+    if diverged:
+        lines.append(f"{diverged} run(s) diverged and are excluded from the averages (see Runs that diverged).")
+    return [line for line in lines if line][:MAX_HEADLINE]
+
+
+def _best_sentence(params: Params, metrics: dict[str, Any], family_name: str) -> str:
+    family = metrics["families"][family_name]
+    model = family["selected"]
+    entry = metrics["models"][model]
+    accuracy = entry["test_accuracy"]
+    interval = f" {fmt.interval(accuracy['ci95'])}" if accuracy["ci95"] else ""
+    text = (f"Best on validation: {label(params, metrics, model)}, with {fmt.percent(accuracy['mean'])} test "
+            f"accuracy{interval} (mean of {entry['n_seeds_ok']} seed(s)).")
+    if len(family["members"]) > 1:
+        text += (f" Selected from {len(family['members'])} settings by validation accuracy "
+                 f"({fmt.percent(family['val_accuracy'])}); the test set took no part in the choice.")
+    return text
+
+
+def _fastest_sentence(params: Params, metrics: dict[str, Any]) -> str:
+    """The selected model that reached the target in the fewest seconds, or the fastest per epoch if none did."""
+    selected = [family["selected"] for family in metrics["families"].values()]
+    target = fmt.percent(metrics["target_accuracy"])
+    reached = {model: metrics["models"][model]["time_to_target"]["seconds"]["mean"] for model in selected}
+    reached = {model: value for model, value in reached.items() if value is not None}
+    if reached:
+        fastest = min(reached, key=reached.get)
+        return (f"Fastest to {target} validation accuracy: {label(params, metrics, fastest)} in "
+                f"{fmt.seconds(reached[fastest])} of training (mean over the seeds that reached it).")
+    per_epoch = {model: metrics["models"][model]["seconds_per_epoch"]["mean"] for model in selected}
+    per_epoch = {model: value for model, value in per_epoch.items() if value is not None}
+    if not per_epoch:
+        return ""
+    fastest = min(per_epoch, key=per_epoch.get)
+    return (f"No selected model reached {target} validation accuracy; fastest per epoch: "
+            f"{label(params, metrics, fastest)} ({fmt.seconds(per_epoch[fastest])}).")
+
+
+SHORT_VERDICTS = {"a better": "A more accurate", "b better": "B more accurate",
+                  "no clear difference": "no clear difference", "not available": "not available"}
+
+
+def comparison_section(params: Params, metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """Section 2: one row per pair of families' selected models: difference, interval, p, Holm-adjusted p."""
     rows = []
-    for pair in metrics["paired_differences"]:
-        rows.append({**pair, "mean_text": fmt.points(pair["mean"], signed=True),
+    for pair in metrics["comparisons"]:
+        rows.append({**pair, "mean_text": fmt.points(pair["diff_mean"], signed=True),
                      "ci_text": fmt.interval(pair["ci95"], signed=True),
-                     "per_seed_text": ", ".join(fmt.points(value, signed=True) for value in pair["per_seed"]),
-                     "p_text": "n/a" if pair["p_value"] is None else f"{pair['p_value']:.3g}",
-                     "sentence": _verdict_sentence(pair)})
+                     "p_text": _p_text(pair["p"]), "p_adjusted_text": _p_text(pair["p_adjusted"]),
+                     "short_verdict": SHORT_VERDICTS[pair["verdict"]],
+                     "a_label": label(params, metrics, pair["a"]), "b_label": label(params, metrics, pair["b"])})
     return rows
+
+
+def _p_text(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2g}"
 
 
 # A paired gap this small (as a fraction, 0.1 points) is real for the seeds but of no practical weight.
 TINY_GAP = 0.001
 
 
-def _verdict_sentence(pair: dict[str, Any]) -> str:
-    a, b, n = pair["a"], pair["b"], pair["n_pairs"]
+def verdict_sentence(pair: dict[str, Any], a: str, b: str) -> str:
+    """One plain sentence on a comparison (a, b: how the text names the two models)."""
+    n = pair["n_pairs"]
     if pair["verdict"] == "not available":
         reason = "no seed where both runs succeeded" if n == 0 else f"only {n} paired seed"
-        return f"{a} vs {b}: no interval ({reason}; an interval needs at least two)."
-    winner, loser = (a, b) if pair["mean"] >= 0 else (b, a)
-    gap = fmt.points(abs(pair["mean"]))
+        return f"{a} vs {b}: no test ({reason}; a paired test needs at least two)."
+    winner, loser = (a, b) if pair["diff_mean"] >= 0 else (b, a)
+    gap = fmt.points(abs(pair["diff_mean"]))
+    p_text = f"Holm-adjusted p = {_p_text(pair['p_adjusted'])}"
     if pair["verdict"] == "no clear difference":
-        return (f"{winner} is {gap} points ahead of {loser} on average, but the 95% interval includes zero: "
-                f"with {n} seeds this gap is within seed-to-seed noise.")
-    sentence = (f"{winner} is {gap} points more accurate than {loser}; the 95% interval excludes zero, "
-                f"so the difference is unlikely to be seed noise.")
-    if abs(pair["mean"]) < TINY_GAP:
+        return (f"{winner} is {gap} points ahead of {loser} on test accuracy, within seed-to-seed noise "
+                f"with {n} seeds ({p_text}).")
+    sentence = f"{winner} is {gap} points more accurate than {loser} on test ({p_text}): unlikely to be seed noise."
+    if abs(pair["diff_mean"]) < TINY_GAP:
         sentence += (f" It is also tiny (under {fmt.points(TINY_GAP)} points): with the same initial weights and "
                      "batches, such a gap can come from float32 rounding alone.")
     return sentence
@@ -141,6 +205,7 @@ def confusion_section(inputs: ReportInputs, colours: dict[str, str]) -> dict[str
             matrices.append({"model": model, "total": int(matrix.sum()),
                              "image": figures.confusion_figure(matrix, model)})
     f1 = aggregate.per_class_f1(inputs)
+    f1 = f1[[model for model in f1.columns if model in colours]]
     return {"matrices": matrices, "f1_image": figures.f1_figure(f1, colours) if not f1.empty else None}
 
 
@@ -165,10 +230,11 @@ def mistakes_section(inputs: ReportInputs, models: list[str]) -> list[dict[str, 
     return panels
 
 
-def timing_section(table: pd.DataFrame, colours: dict[str, str]) -> dict[str, Any]:
-    """Section 7: the timing figure and per model: device(s), threads, images/s, epochs (ok runs)."""
+def timing_section(table: pd.DataFrame, colours: dict[str, str], metrics: dict[str, Any]) -> dict[str, Any]:
+    """Section 7: the timing figure (selected models) and per model (all): device(s), threads, images/s, epochs,
+    time to the target validation accuracy."""
     rows = []
-    for model in colours:
+    for model in metrics["models"]:
         runs = table[table["model"] == model]
         ok = runs[runs["status"] == "ok"]
         rows.append({
@@ -180,8 +246,20 @@ def timing_section(table: pd.DataFrame, colours: dict[str, str]) -> dict[str, An
             "epochs": ", ".join(sorted({str(int(value)) for value in ok["epochs_completed"].dropna()})) or fmt.MISSING,
             "adds_up": _time_sentence(ok),
             "load": _load_text(runs),
+            "to_target": _target_text(metrics["models"][model]["time_to_target"]),
+            "selected": metrics["models"][model]["selected"],
         })
-    return {"image": figures.timing_figure(table, colours), "rows": rows}
+    return {"image": figures.timing_figure(table, colours), "rows": rows,
+            "target": fmt.percent(metrics["target_accuracy"])}
+
+
+def _target_text(summary: dict[str, Any]) -> str:
+    """ "epoch 4, 12.3 s (3 of 3 seeds)" from a model's time_to_target summary, or "not reached"."""
+    if not summary["n_reached"]:
+        return "not reached"
+    epoch, seconds = summary["epoch"]["mean"], summary["seconds"]["mean"]
+    return (f"epoch {epoch:.3g}, {fmt.seconds(seconds)} ({summary['n_reached']} of {summary['n_seeds']} seeds "
+            "reached it)")
 
 
 def _time_sentence(ok: pd.DataFrame) -> str:
@@ -225,13 +303,111 @@ def reference_section(params: Params, metrics: dict[str, Any]) -> list[dict[str,
     return rows
 
 
+SECTIONS = (("summary", "Summary table"), ("families", "Families: selection on validation and sensitivity"),
+            ("difference", "Is the difference real?"), ("accuracy", "Accuracy per model, seed by seed"),
+            ("curves", "Learning curves"), ("confusion", "Confusion matrices and per-class F1"),
+            ("mistakes", "The most confidently wrong test images"), ("time", "Time"),
+            ("diverged", "Runs that diverged"), ("provenance", "Provenance"),
+            ("reference", "Reference: the original article"))
+
+
+def section_numbers(with_families: bool) -> dict[str, Any]:
+    """Section id -> {"number", "title"}, in order; the families section only when some family has several members."""
+    shown = [(key, title) for key, title in SECTIONS if with_families or key != "families"]
+    return {key: {"number": number, "title": title} for number, (key, title) in enumerate(shown, start=1)}
+
+
+def selected_models(params: Params, metrics: dict[str, Any]) -> list[str]:
+    """Each family's selected model, in params order: the models the heavy sections show."""
+    chosen = {family["selected"] for family in metrics["families"].values()}
+    return [model for model in params.models if model in chosen]
+
+
+def families_section(params: Params, metrics: dict[str, Any], table: pd.DataFrame,
+                     colours: dict[str, str]) -> dict[str, Any] | None:
+    """Families of several members: the selection per family, the sensitivity figures, and one compact row per
+    model sorted by validation accuracy. None when every family has one member (nothing was selected)."""
+    families = metrics["families"]
+    tuned = [name for name in metrics["family_order"] if len(families[name]["members"]) > 1]
+    if not tuned:
+        return None
+    rows = []
+    for name in tuned:
+        family = families[name]
+        runner = family["runner_up"]
+        rows.append({"family": name, "n_members": len(family["members"]), "swept": ", ".join(family["swept"]),
+                     "selected": family["selected"], "selected_label": label(params, metrics, family["selected"]),
+                     "val": fmt.percent(family["val_accuracy"]),
+                     "runner_up": label(params, metrics, runner) if runner else fmt.MISSING,
+                     "runner_up_val": fmt.percent(family["runner_up_val_accuracy"])})
+    return {"rows": rows, "figures": sensitivity_figures(params, metrics, table, colours),
+            "models": compact_rows(params, metrics)}
+
+
+def compact_rows(params: Params, metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """One line per model, sorted by mean final validation accuracy (best first, unknown last)."""
+    rows = []
+    for model, entry in metrics["models"].items():
+        family = metrics["families"][entry["family"]]
+        run = params.mapping["models"][model]
+        rows.append({"model": model, "family": entry["family"], "selected": entry["selected"],
+                     "setting": ", ".join(f"{key} {run.get(key)}" for key in family["swept"]) or "–",
+                     "val_value": entry["val_accuracy"]["mean"], "val": fmt.percent(entry["val_accuracy"]["mean"]),
+                     "test": fmt.percent(entry["test_accuracy"]["mean"]),
+                     "seconds_per_epoch": fmt.seconds(entry["seconds_per_epoch"]["mean"]),
+                     "to_target": fmt.seconds(entry["time_to_target"]["seconds"]["mean"])
+                     if entry["time_to_target"]["n_reached"] else "not reached",
+                     "n_diverged": entry["n_diverged"], "n_seeds": entry["n_seeds_ok"] + entry["n_diverged"]})
+    return sorted(rows, key=lambda row: (row["val_value"] is None, -(row["val_value"] or 0.0), row["model"]))
+
+
+def sensitivity_figures(params: Params, metrics: dict[str, Any], table: pd.DataFrame,
+                        colours: dict[str, str]) -> list[dict[str, Any]]:
+    """One figure per swept hyperparameter, holding every family of several members that sweeps it (one or two
+    hyperparameters); families that sweep more are listed as not drawn."""
+    groups: dict[str, list[str]] = {}
+    for name in metrics["family_order"]:
+        family = metrics["families"][name]
+        if len(family["members"]) > 1 and 1 <= len(family["swept"]) <= 2:
+            groups.setdefault(family["swept"][0], []).append(name)
+    drawn = []
+    for key, names in groups.items():
+        series = [figures.SensitivitySeries(family=name, points=_sensitivity_points(params, metrics, table, name, key),
+                                            colour=colours[metrics["families"][name]["selected"]]) for name in names]
+        drawn.append({"key": key, "families": names, "image": figures.sensitivity_figure(series, key)})
+    return drawn
+
+
+def _sensitivity_points(params: Params, metrics: dict[str, Any], table: pd.DataFrame, name: str,
+                        key: str) -> list[dict[str, Any]]:
+    """Per member: x (the hyperparameter), group (the second swept one, or None), final validation and test accuracy
+    per ok seed, the first diverged epoch (None if no seed diverged), whether it is the selected member."""
+    family = metrics["families"][name]
+    second = family["swept"][1] if len(family["swept"]) > 1 else None
+    points = []
+    for model in family["members"]:
+        run = params.mapping["models"][model]
+        runs = table[table["model"] == model]
+        ok = runs[runs["status"] == "ok"]
+        diverged = runs[runs["status"] != "ok"]["diverged_epoch"].dropna()
+        points.append({"model": model, "x": float(run[key]), "group": run.get(second) if second else None,
+                       "group_key": second, "val": ok["val_accuracy"].dropna().to_numpy(dtype=float),
+                       "test": ok["test_accuracy"].dropna().to_numpy(dtype=float),
+                       "n_diverged": int((runs["status"] != "ok").sum()),
+                       "diverged_epoch": int(diverged.min()) if len(diverged) else None,
+                       "selected": model == family["selected"]})
+    return points
+
+
 def build_context(params: Params, inputs: ReportInputs, table: pd.DataFrame, metrics: dict[str, Any],
                   curves: pd.DataFrame) -> dict[str, Any]:
     """Everything the template needs, in one dict (see templates/report.html.j2)."""
-    models = list(params.models)
+    models = selected_models(params, metrics)
     colours = figures.model_colours(models)
     intervals = {name: entry["test_accuracy"]["ci95"] for name, entry in metrics["models"].items()}
-    means = aggregate.mean_curves(curves)
+    chosen = table[table["model"].isin(models)]
+    means = aggregate.mean_curves(curves[curves["model"].isin(models)])
+    families = families_section(params, metrics, table, colours)
     return {
         "title": "MNIST benchmark: hand-written NumPy MLP vs PyTorch",
         "params_path": str(params.path),
@@ -240,13 +416,18 @@ def build_context(params: Params, inputs: ReportInputs, table: pd.DataFrame, met
         "n_train": params.data.n_train,
         "n_val": params.data.n_val,
         "n_test": params.data.n_test,
-        "summary": summary_section(params, metrics),
-        "comparisons": comparison_section(metrics),
-        "accuracy_image": figures.accuracy_figure(table, intervals, colours),
+        "summary": summary_section(params, metrics, models),
+        "comparisons": comparison_section(params, metrics),
+        "adjustment": metrics["adjustment"],
+        "families": families,
+        "sections": section_numbers(families is not None),
+        "n_models": len(metrics["models"]),
+        "n_shown": len(models),
+        "accuracy_image": figures.accuracy_figure(chosen, intervals, colours),
         "curves_image": figures.learning_curves_figure(means, colours) if not means.empty else None,
         "confusion": confusion_section(inputs, colours),
         "mistakes": mistakes_section(inputs, models),
-        "timing": timing_section(table, colours),
+        "timing": timing_section(chosen, colours, metrics),
         "diverged": diverged_section(table),
         "exclusion_note": aggregate.EXCLUSION_NOTE,
         "provenance": provenance_section(params, inputs),

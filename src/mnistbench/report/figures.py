@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import base64
 import io
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
 DPI = 110
@@ -183,3 +186,73 @@ def timing_figure(table: pd.DataFrame, colours: dict[str, str]) -> str:
         axes.grid(axis="x", alpha=0.3)
     figure.tight_layout()
     return to_data_uri(figure)
+
+
+@dataclass(frozen=True)
+class SensitivitySeries:
+    """One family in a sensitivity figure. points: one dict per member with x (float), group (the second swept
+    value or None), group_key, val and test (final validation / test accuracy per ok seed, float arrays),
+    n_diverged, diverged_epoch (first, or None) and selected (bool)."""
+
+    family: str
+    points: list[dict[str, Any]]
+    colour: str
+
+
+LINE_STYLES = ("-", "--", ":", "-.")
+
+
+def sensitivity_figure(series: list[SensitivitySeries], key: str) -> str:
+    """Validation accuracy against one hyperparameter for several families: mean line, band over seeds (min..max),
+    the selected member starred, every member's mean test accuracy faint, diverged members marked in red."""
+    figure = Figure(figsize=(8, 4.6))
+    axes = figure.subplots()
+    xs = [point["x"] for one in series for point in one.points]
+    positive = all(value > 0 for value in xs)
+    if positive and (key == "lr" or max(xs) / min(xs) >= 10):
+        axes.set_xscale("log")
+        axes.xaxis.set_major_formatter(PLAIN_NUMBER)
+    for one in series:
+        colour = one.colour
+        groups = list(dict.fromkeys(point["group"] for point in one.points))
+        for style, group in zip(LINE_STYLES * len(groups), groups, strict=False):
+            points = sorted((point for point in one.points if point["group"] == group), key=lambda p: p["x"])
+            _draw_sensitivity_line(axes, points, colour, style, one.family, group)
+    axes.set_xlabel(key + (" (log scale)" if axes.get_xscale() == "log" else ""))
+    axes.set_ylabel("accuracy (%)")
+    axes.set_title(f"Validation accuracy (final epoch) against {key}", fontsize=11)
+    axes.grid(alpha=0.3)
+    handles, labels = axes.get_legend_handles_labels()
+    handles += [Line2D([], [], marker="*", markersize=13, color="black", linestyle="none"),
+                Line2D([], [], marker="o", markersize=5, color="grey", alpha=0.4, linestyle=":")]
+    labels += ["selected on validation", "test accuracy (mean, faint)"]
+    if any(point["n_diverged"] for one in series for point in one.points):
+        handles.append(Line2D([], [], marker="x", markersize=8, color="#b00020", linestyle="none"))
+        labels.append("diverged (first epoch noted)")
+    axes.legend(handles, labels, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    return to_data_uri(figure)
+
+
+def _draw_sensitivity_line(axes: Any, points: list[dict[str, Any]], colour: str, style: str, family: str,
+                           group: Any) -> None:
+    with_val = [point for point in points if len(point["val"])]
+    name = family if group is None else f"{family}, {points[0]['group_key']} {group}"
+    if with_val:
+        x = [point["x"] for point in with_val]
+        axes.plot(x, [100 * np.mean(point["val"]) for point in with_val], color=colour, linestyle=style,
+                  marker="o", markersize=4, label=name)
+        axes.fill_between(x, [100 * np.min(point["val"]) for point in with_val],
+                          [100 * np.max(point["val"]) for point in with_val], color=colour, alpha=0.18, linewidth=0)
+        tested = [point for point in with_val if len(point["test"])]
+        axes.plot([point["x"] for point in tested], [100 * np.mean(point["test"]) for point in tested],
+                  color=colour, alpha=0.35, linestyle=":", marker="o", markersize=3)
+    for point in points:
+        if point["selected"] and len(point["val"]):
+            axes.plot(point["x"], 100 * np.mean(point["val"]), marker="*", markersize=15, color=colour,
+                      markeredgecolor="black", linestyle="none", zorder=5)
+        if point["n_diverged"]:
+            bottom = axes.get_xaxis_transform()
+            axes.plot(point["x"], 0.03, marker="x", markersize=9, color="#b00020", transform=bottom,
+                      linestyle="none", zorder=5)
+            axes.annotate(f"ep {point['diverged_epoch']}", (point["x"], 0.03), xycoords=bottom,
+                          xytext=(0, 7), textcoords="offset points", ha="center", fontsize=7, color="#b00020")

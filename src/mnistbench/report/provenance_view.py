@@ -107,8 +107,17 @@ def software_rows(inputs: Any) -> dict[str, Any]:
         "cpu": first.get("cpu"),
         "cpu_count": first.get("cpu_count"),
         "devices": sorted({str(record.get("device")) for record in records if record}),
-        "backends": {model: flatten(backend) for model, backend in backends.items()},
+        "backends": _grouped_backends(backends),
     }
+
+
+def _grouped_backends(backends: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Models with the same backend description share one row, labelled by their names (a sweep has many)."""
+    groups: dict[str, tuple[list[str], dict[str, Any]]] = {}
+    for model, backend in backends.items():
+        flat = flatten(backend)
+        groups.setdefault(repr(sorted(flat.items())), ([], flat))[0].append(model)
+    return {", ".join(models): flat for models, flat in groups.values()}
 
 
 def _without_hidden(record: dict[str, Any]) -> dict[str, Any]:

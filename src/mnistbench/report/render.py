@@ -2,11 +2,12 @@
 
 Outputs (all written atomically):
     reports/metrics.json                      aggregate statistics (aggregate.metrics_document)
+    reports/summary.json                      the compact per-model numbers DVC shows (aggregate.summary_document)
     reports/plots/learning_curves.csv         long: model, seed, status, epoch, train_loss, val_loss, val_accuracy,
                                               seconds (every run, every epoch)
     reports/plots/curves/<model>.csv          epoch, train_loss, val_loss, val_accuracy: means over ok seeds
-    reports/plots/confusion/<model>.csv       actual, predicted: one row per test image, ok seeds pooled (models
-                                              with at least one ok run; files of other models are removed)
+    reports/plots/confusion/<model>.csv       actual, predicted: one row per test image, ok seeds pooled (each
+                                              family's selected model, if it has an ok run; other files are removed)
     reports/report.html                       the self-contained report (templates/report.html.j2)
 """
 
@@ -62,8 +63,10 @@ def remove_stale(folder: Path, keep: set[str]) -> None:
             path.unlink()
 
 
-def write_plot_data(layout: Layout, inputs: ReportInputs, curves: pd.DataFrame, models: list[str]) -> None:
-    """The files `dvc plots` draws (see the module docstring), and no others."""
+def write_plot_data(layout: Layout, inputs: ReportInputs, curves: pd.DataFrame, models: list[str],
+                    selected: list[str]) -> None:
+    """The files `dvc plots` draws (see the module docstring), and no others: curves of every model, confusion
+    rows of each family's selected model (one row per test image: the heavy part)."""
     written: set[Path] = set()
     write_csv(layout.plots_dir / "learning_curves.csv", curves)
     means = aggregate.mean_curves(curves)
@@ -73,7 +76,7 @@ def write_plot_data(layout: Layout, inputs: ReportInputs, curves: pd.DataFrame, 
         write_csv(layout.plots_dir / "curves" / f"{model}.csv",
                   model_means[["epoch", *columns]].rename(columns=columns))
         written.add(layout.plots_dir / "curves" / f"{model}.csv")
-        matrix = aggregate.summed_confusion(inputs, model)
+        matrix = aggregate.summed_confusion(inputs, model) if model in selected else None
         if matrix is not None:
             write_csv(layout.plots_dir / "confusion" / f"{model}.csv", confusion_rows(matrix))
             written.add(layout.plots_dir / "confusion" / f"{model}.csv")
@@ -86,11 +89,12 @@ def run_report(params: Params, layout: Layout) -> None:
     inputs = load_inputs(params, layout)
     models = list(params.models)
     table = aggregate.run_table(inputs)
-    metrics = aggregate.metrics_document(table, models)
+    metrics = aggregate.metrics_document(table, params.mapping["models"], params.evaluate.target_accuracy)
     curves = aggregate.learning_curves(inputs)
     html = render_html(build_context(params, inputs, table, metrics, curves))
     write_json(layout.metrics_json, metrics)
-    write_plot_data(layout, inputs, curves, models)
+    write_json(layout.summary_json, aggregate.summary_document(metrics))
+    write_plot_data(layout, inputs, curves, models, [family["selected"] for family in metrics["families"].values()])
     with atomic_path(layout.report_html) as temp:
         temp.write_text(html, encoding="utf-8")
     diverged = int((table["status"] != "ok").sum())

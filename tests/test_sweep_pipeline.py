@@ -1,0 +1,56 @@
+"""End to end on the fixture: a sweep written by `mnistbench sweep` runs through Snakemake as ordinary models,
+DVC then has nothing to do, and the report selects on validation and draws the sensitivity figure."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+
+import pytest
+from test_pipeline import BIN, copy_repo, run
+from test_pipeline import fresh_repo as fresh_repo  # noqa: F401  (the fixture, reused)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def swept_repo(fresh_repo, tmp_path_factory):  # noqa: F811
+    repo = copy_repo(fresh_repo, tmp_path_factory.mktemp("swept") / "repo")
+    # Two families (scratch_sgd, scratch_adam) x three learning rates; torch_adam stays a family of one.
+    run(repo, str(BIN / "mnistbench"), "--quiet", "sweep", "scratch_sgd", "--set", "lr=0.01,1.0")
+    run(repo, str(BIN / "mnistbench"), "--quiet", "sweep", "scratch_adam", "--set", "lr=1e-4,1e-2")
+    run(repo, "snakemake", "--cores", "2")
+    return repo
+
+
+def test_snakemake_runs_the_sweep_and_dvc_repro_has_nothing_to_do(swept_repo):
+    assert len(list((swept_repo / "reports" / "train").glob("*/seed*.json"))) == 7 * 2
+    result = run(swept_repo, "dvc", "repro")
+    assert "Running stage" not in result.stdout
+    assert run(swept_repo, "dvc", "status").stdout.strip() in ("", "Data and pipelines are up to date.")
+
+
+def test_report_selects_on_validation_and_has_the_sensitivity_figure(swept_repo):
+    metrics = json.loads((swept_repo / "reports" / "metrics.json").read_text())
+    for name, family in metrics["families"].items():
+        means = {}
+        for model in family["members"]:
+            folder = swept_repo / "reports" / "train" / model
+            records = [json.loads(path.read_text()) for path in folder.glob("*.json")]
+            if all(record["status"] == "ok" for record in records):
+                means[model] = sum(record["history"][-1]["val_accuracy"] for record in records) / len(records)
+        best = max(means.values())
+        assert family["selected"] in {model for model, mean in means.items() if abs(mean - best) < 1e-12}, name
+    assert len(metrics["families"]["scratch_adam"]["members"]) == 3
+    html = (swept_repo / "reports" / "report.html").read_text()
+    assert re.search(r'<img alt="sensitivity to lr: ', html)
+    summary = json.loads((swept_repo / "reports" / "summary.json").read_text())
+    assert set(summary) == set(metrics["models"])
+
+
+def test_clearing_the_sweeps_gives_the_committed_params_back(swept_repo, tmp_path):
+    repo = copy_repo(swept_repo, tmp_path / "repo")
+    for base in ("scratch_sgd", "scratch_adam"):
+        run(repo, str(BIN / "mnistbench"), "--quiet", "sweep", "--clear", base)
+    assert subprocess.run(["git", "diff", "--quiet", "params.yaml"], cwd=repo).returncode == 0
