@@ -21,7 +21,7 @@ from mnistbench import cli
 from mnistbench.errors import MnistbenchError
 from mnistbench.params import load_params
 from mnistbench.report import article, formatting, provenance_view
-from mnistbench.report.context import SUMMARY_COLUMNS, lookup
+from mnistbench.report.context import SUMMARY_TABLE_COLUMNS, lookup
 from mnistbench.report.render import run_report
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -117,9 +117,9 @@ def test_html_summary_numbers_equal_metrics_json(built):
     collector = CellCollector()
     collector.feed(built["html"])
     summary_cells = {cell["key"]: cell for cell in collector.cells if cell["key"].startswith("models.")}
-    assert len(summary_cells) == len(built["params"].models) * len(SUMMARY_COLUMNS)
+    assert len(summary_cells) == len(built["params"].models) * len(SUMMARY_TABLE_COLUMNS)
     for model in built["params"].models:
-        for _, key, formatter, _ in SUMMARY_COLUMNS:
+        for _, key, formatter, _ in SUMMARY_TABLE_COLUMNS:
             cell = summary_cells[f"models.{model}.{key}"]
             expected = lookup(built["metrics"], f"models.{model}.{key}")
             assert json.loads(cell["value"]) == expected

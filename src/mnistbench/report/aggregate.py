@@ -18,7 +18,7 @@ from mnistbench.report.inputs import ReportInputs
 CONFIDENCE = 0.95
 
 # Per-run quantities summarised per model: metrics.json key -> run table column (same name).
-SUMMARY_COLUMNS = (
+PER_RUN_QUANTITIES = (
     "test_accuracy",
     "test_loss",
     "macro_f1",
@@ -32,7 +32,7 @@ EXCLUSION_NOTE = "Diverged runs (non-finite training loss) are excluded from eve
 
 
 def run_table(inputs: ReportInputs) -> pd.DataFrame:
-    """One row per (model, seed): status, diverged_epoch, every SUMMARY_COLUMNS value, epochs, device, threads."""
+    """One row per (model, seed): status, diverged_epoch, every PER_RUN_QUANTITIES value, epochs, device, threads."""
     rows = []
     for run in inputs.runs:
         train, evaluation = run.train, run.evaluation
@@ -58,7 +58,7 @@ def run_table(inputs: ReportInputs) -> pd.DataFrame:
             "cpu_count": (train.get("provenance") or {}).get("cpu_count"),
         })
     table = pd.DataFrame(rows)
-    numeric = [*SUMMARY_COLUMNS, "val_accuracy", "target_epoch", "target_seconds"]
+    numeric = [*PER_RUN_QUANTITIES, "val_accuracy", "target_epoch", "target_seconds"]
     table[numeric] = table[numeric].apply(pd.to_numeric, errors="coerce")
     return table
 
@@ -98,7 +98,7 @@ def model_summary(runs: pd.DataFrame) -> dict[str, Any]:
     ok = runs[runs["status"] == "ok"]
     diverged = runs[runs["status"] != "ok"]
     summary: dict[str, Any] = {
-        column: describe(ok[column], with_interval=column == "test_accuracy") for column in SUMMARY_COLUMNS
+        column: describe(ok[column], with_interval=column == "test_accuracy") for column in PER_RUN_QUANTITIES
     }
     summary["val_accuracy"] = describe(ok["val_accuracy"])
     summary["time_to_target"] = time_to_target_summary(runs)
@@ -153,67 +153,6 @@ def paired_difference_from_pivot(ok: pd.DataFrame, first: str, second: str) -> d
         "ci95": t_interval(differences),
         "p_value": p_value,
     }
-
-
-def metrics_document(table: pd.DataFrame, runs: dict[str, dict[str, Any]], target_accuracy: float) -> dict[str, Any]:
-    """The content of reports/metrics.json: per model (test accuracy, train seconds: mean, std, per_seed), per
-    family (members, the selected one), the comparisons of selected members, and notes.
-
-    runs: the params' `models` mapping, in params order (its `family` keys group the models).
-    """
-    from mnistbench.params import group_families
-    from mnistbench.report import families as fam
-
-    models = {name: model_summary(table[table["model"] == name]) for name in runs}
-    add_relative_train_time(models)
-    families = fam.families_document(table, group_families(runs), runs)
-    for family, entry in families.items():
-        for member in entry["members"]:
-            models[member]["family"] = family
-            models[member]["selected"] = member == entry["selected"]
-    return {
-        "models": models,
-        "families": families,
-        "family_order": fam.family_order(families),
-        "comparisons": fam.comparisons(table, families),
-        "adjustment": fam.ADJUSTMENT,
-        "alpha": fam.ALPHA,
-        "target_accuracy": target_accuracy,
-        "confidence": CONFIDENCE,
-        "notes": [EXCLUSION_NOTE, "std is the sample standard deviation over seeds (ddof 1); ci95 a Student t "
-                  "interval for the mean; both are null with fewer than two ok seeds.",
-                  "Each family's member is selected on mean final validation accuracy over seeds; the test set never "
-                  "takes part in selection. Comparisons pair the selected members seed by seed on test accuracy; "
-                  "p_adjusted is Holm's step-down adjustment over all comparisons, and verdicts use it."],
-    }
-
-
-def summary_document(metrics: dict[str, Any]) -> dict[str, Any]:
-    """reports/summary.json, the compact metrics DVC shows: per model, percentages and seconds, short keys.
-
-    acc: test accuracy mean (%), lo/hi: its 95% interval (%), val: final validation accuracy mean (%), s_ep: seconds
-    per epoch, ttt: seconds to reach evaluate.target_accuracy (mean of the seeds that reached it; null if none),
-    div: seeds diverged.
-    """
-    def percent(value: float | None) -> float | None:
-        return None if value is None else round(100 * value, 2)
-
-    def rounded(value: float | None) -> float | None:
-        return None if value is None else float(f"{value:.3g}")
-
-    summary = {}
-    for name, entry in metrics["models"].items():
-        interval = entry["test_accuracy"]["ci95"] or [None, None]
-        summary[name] = {
-            "acc": percent(entry["test_accuracy"]["mean"]),
-            "lo": percent(interval[0]),
-            "hi": percent(interval[1]),
-            "val": percent(entry["val_accuracy"]["mean"]),
-            "s_ep": rounded(entry["seconds_per_epoch"]["mean"]),
-            "ttt": rounded(entry["time_to_target"]["seconds"]["mean"]),
-            "div": entry["n_diverged"],
-        }
-    return summary
 
 
 def learning_curves(inputs: ReportInputs) -> pd.DataFrame:

@@ -23,7 +23,7 @@ from mnistbench.report.provenance_view import provenance_section
 WORST_SHOWN = 8
 
 # Summary columns: (header, metrics key inside a model entry, formatter, which value is best: max | min | None).
-SUMMARY_COLUMNS: tuple[tuple[str, str, Callable[[Any], str], str | None], ...] = (
+SUMMARY_TABLE_COLUMNS: tuple[tuple[str, str, Callable[[Any], str], str | None], ...] = (
     ("Test accuracy (mean)", "test_accuracy.mean", fmt.percent, "max"),
     ("± std (points)", "test_accuracy.std", fmt.points, None),
     ("95% interval (%)", "test_accuracy.ci95", fmt.interval, None),
@@ -51,16 +51,16 @@ def summary_section(params: Params, metrics: dict[str, Any], selected: list[str]
     for name in selected:
         entry = models[name]
         cells = [_cell(f"models.{name}.{key}", lookup(entry, key), formatter) for _, key, formatter, _ in
-                 SUMMARY_COLUMNS]
+                 SUMMARY_TABLE_COLUMNS]
         per_seed = [fmt.percent(value) for value in entry["test_accuracy"]["per_seed"]]
         family = metrics["families"][entry["family"]]
         rows.append({"model": name, "recipe": _recipe(params, name), "cells": cells,
                      "per_seed": ", ".join(per_seed) or fmt.MISSING, "seeds_ok": entry["n_seeds_ok"],
                      "n_diverged": entry["n_diverged"], "family": entry["family"],
                      "n_members": len(family["members"])})
-    for column, (_, _, _, best) in enumerate(SUMMARY_COLUMNS):
+    for column, (_, _, _, best) in enumerate(SUMMARY_TABLE_COLUMNS):
         _mark_best([row["cells"][column] for row in rows], best)
-    return {"headers": [header for header, *_ in SUMMARY_COLUMNS], "rows": rows,
+    return {"headers": [header for header, *_ in SUMMARY_TABLE_COLUMNS], "rows": rows,
             "headline": headline(params, metrics)}
 
 

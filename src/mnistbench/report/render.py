@@ -1,8 +1,8 @@
 """The `report` stage: read every run's results, write reports/metrics.json, the DVC plot data and report.html.
 
 Outputs (all written atomically):
-    reports/metrics.json                      aggregate statistics (aggregate.metrics_document)
-    reports/summary.json                      the compact per-model numbers DVC shows (aggregate.summary_document)
+    reports/metrics.json                      aggregate statistics (documents.metrics_document)
+    reports/summary.json                      the compact per-model numbers DVC shows (documents.summary_document)
     reports/plots/learning_curves.csv         long: model, seed, status, epoch, train_loss, val_loss, val_accuracy,
                                               seconds (every run, every epoch)
     reports/plots/curves/<model>.csv          epoch, train_loss, val_loss, val_accuracy: means over ok seeds
@@ -24,7 +24,7 @@ import pandas as pd
 from mnistbench.io import atomic_path, write_json
 from mnistbench.params import Params
 from mnistbench.paths import Layout
-from mnistbench.report import aggregate
+from mnistbench.report import aggregate, documents
 from mnistbench.report.context import build_context
 from mnistbench.report.inputs import ReportInputs, load_inputs
 
@@ -89,11 +89,11 @@ def run_report(params: Params, layout: Layout) -> None:
     inputs = load_inputs(params, layout)
     models = list(params.models)
     table = aggregate.run_table(inputs)
-    metrics = aggregate.metrics_document(table, params.mapping["models"], params.evaluate.target_accuracy)
+    metrics = documents.metrics_document(table, params.mapping["models"], params.evaluate.target_accuracy)
     curves = aggregate.learning_curves(inputs)
     html = render_html(build_context(params, inputs, table, metrics, curves))
     write_json(layout.metrics_json, metrics)
-    write_json(layout.summary_json, aggregate.summary_document(metrics))
+    write_json(layout.summary_json, documents.summary_document(metrics))
     write_plot_data(layout, inputs, curves, models, [family["selected"] for family in metrics["families"].values()])
     with atomic_path(layout.report_html) as temp:
         temp.write_text(html, encoding="utf-8")
