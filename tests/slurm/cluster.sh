@@ -23,17 +23,23 @@ SLURMD_PORT=$((CTLD_PORT + 1))
 ETC_CONF=/etc/slurm/slurm.conf
 MARKER="# Written by mnistbench tests/slurm/cluster.sh; state directory:"
 IDLE_TIMEOUT=60
-DAEMONS=(slurmd slurmctld munged)  # stop order
+DAEMONS=(slurmd slurmctld munged)
 
 say() { echo "cluster.sh: $*"; }
 die() { echo "cluster.sh: $*" >&2; exit 1; }
+
+running() {  # a process that exists and is not a zombie (an exited daemon waits to be reaped by pid 1)
+    local state
+    state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d ' ' -f 1)
+    [ -n "$state" ] && [ "$state" != Z ]
+}
 
 pid_of() {  # the pid recorded for a daemon, if that process still runs
     local file="$STATE/$1.pid"
     [ -s "$file" ] || return 1
     local pid
     pid=$(cat "$file")
-    kill -0 "$pid" 2>/dev/null && echo "$pid"
+    running "$pid" && echo "$pid"
 }
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -96,7 +102,7 @@ install_conf() {
         if grep -q "^$MARKER" "$ETC_CONF"; then
             local other
             other=$(sed -n "s|^$MARKER ||p" "$ETC_CONF")
-            if [ "$other" != "$STATE" ] && [ -s "$other/slurmctld.pid" ] && kill -0 "$(cat "$other/slurmctld.pid")" 2>/dev/null; then
+            if [ "$other" != "$STATE" ] && [ -s "$other/slurmctld.pid" ] && running "$(cat "$other/slurmctld.pid")"; then
                 die "a cluster from $other is running; stop it first: MNISTBENCH_SLURM_DIR=$other $0 stop"
             fi
         else
@@ -149,6 +155,8 @@ start() {
     for port in "$CTLD_PORT" "$SLURMD_PORT"; do
         port_in_use "$port" && die "port $port is in use (another SLURM?); set MNISTBENCH_SLURM_PORT to a free port"
     done
+    # A state directory left by a start that was never stopped: put back what it set aside, then start afresh.
+    [ -d "$STATE" ] && stop
     rm -rf "$STATE"
     mkdir -p "$STATE/log" "$STATE/ctld" "$STATE/spool"
     chmod 0755 "$STATE"
@@ -163,11 +171,10 @@ start() {
     say "one-node cluster up: partition cpu, node $(hostname -s) ($(sinfo -h -o '%c CPUs, %m MB')); state in $STATE"
 }
 
-stop_pid() {  # TERM, then KILL after 10 s
+wait_or_kill() {  # after SIGTERM: wait up to 10 s, then SIGKILL
     local name=$1 pid=$2
-    kill -TERM "$pid" 2>/dev/null || return 0
     for _ in $(seq 100); do
-        kill -0 "$pid" 2>/dev/null || return 0
+        running "$pid" || return 0
         sleep 0.1
     done
     say "$name (pid $pid) ignored SIGTERM; killing it"
@@ -194,15 +201,20 @@ stop() {
         done
     fi
     local name pid
+    declare -A running=()
     for name in "${DAEMONS[@]}"; do
         if pid=$(pid_of "$name"); then
-            stop_pid "$name" "$pid"
-            say "stopped $name (pid $pid)"
+            running[$name]=$pid
+            kill -TERM "$pid" 2>/dev/null || true
         fi
     done
     for pid in $(job_step_pids); do
-        stop_pid slurmstepd "$pid"
-        say "stopped a leftover slurmstepd (pid $pid)"
+        running[slurmstepd $pid]=$pid
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for name in "${!running[@]}"; do
+        wait_or_kill "$name" "${running[$name]}"
+        say "stopped $name (pid ${running[$name]})"
     done
     if [ -e "$ETC_CONF" ] && grep -q "^$MARKER $STATE\$" "$ETC_CONF"; then
         rm -f "$ETC_CONF"
