@@ -6,6 +6,9 @@ rule download:
         "data/raw/source.json",
     params:
         source=config["data"]["source"],
+    resources:
+        mem_mb=1000,
+        runtime=15,
     log:
         "logs/download.log",
     shell:
@@ -24,6 +27,9 @@ rule prepare:
         "data/prepared/stats.json",
     params:
         data={key: value for key, value in config["data"].items() if key != "source"},
+    resources:
+        mem_mb=2000,
+        runtime=15,
     log:
         "logs/prepare.log",
     shell:

@@ -15,6 +15,9 @@ rule report:
         directory("reports/plots/confusion"),
     params:
         all_params=config,
+    resources:
+        mem_mb=4000,
+        runtime=20,
     log:
         "logs/report.log",
     shell:
