@@ -329,3 +329,14 @@ def test_random_walk_never_shows_stale_results_as_current(work_repo):
         dry = run(work_repo, "snakemake", "--cores", "2", "-n", check=False)
         if not stale and dry.returncode == 0 and "Nothing to be done" in dry.stdout + dry.stderr:
             assert records_are_honest(work_repo) == [], f"seed {seed}, after: {history}"
+
+
+# --- Provenance explains machine differences --------------------------------------------------------------------
+
+
+def test_training_records_and_the_report_name_the_compute_kernels(built_repo):
+    record = json.loads((built_repo / "reports/train/scratch_sgd/seed0.json").read_text())
+    kernels = record["provenance"]["kernels"]
+    assert kernels["simd_baseline"] and kernels["blas"][0]["architecture"]
+    html = (built_repo / "reports/report.html").read_text()
+    assert "Compute kernels" in html and f"kernel {kernels['blas'][0]['architecture']}" in html

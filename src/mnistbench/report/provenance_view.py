@@ -107,8 +107,17 @@ def software_rows(inputs: Any) -> dict[str, Any]:
         "cpu": first.get("cpu"),
         "cpu_count": first.get("cpu_count"),
         "devices": sorted({str(record.get("device")) for record in records if record}),
+        "kernels": sorted({describe_kernels(record["kernels"]) for record in records if record.get("kernels")}),
         "backends": {model: flatten(backend) for model, backend in backends.items()},
     }
+
+
+def describe_kernels(kernels: dict[str, Any]) -> str:
+    """One line: NumPy's SIMD extensions found at run time and each BLAS library's kernel architecture."""
+    simd = ", ".join(kernels.get("simd_found") or []) or "none beyond the baseline"
+    blas = "; ".join(f"{pool.get('internal_api')} {pool.get('version')}, kernel {pool.get('architecture')}"
+                     for pool in kernels.get("blas") or []) or "unknown"
+    return f"NumPy SIMD: {simd} (baseline {', '.join(kernels.get('simd_baseline') or [])}); BLAS: {blas}"
 
 
 def _without_hidden(record: dict[str, Any]) -> dict[str, Any]:
