@@ -13,7 +13,7 @@ except MnistbenchError as error:
 
 # DVC may have run, restored or recorded outputs since Snakemake last looked: take its word for what is stale
 # (`dvc status`, read-only). The jobs of this run journal their completion under RUN_ID for the onsuccess and
-# onerror hooks (`mnistbench sync-dvc`). A damaged output stops the run here, before anything is deleted.
+# onerror hooks (`record_in_dvc`). A damaged output stops the run here, before anything is deleted.
 if workflow.is_main_process:
     RUN_ID = os.environ[JOURNAL_ENV] = new_run_id()
     DVC = align_with_dvc()
