@@ -17,8 +17,8 @@ except MnistbenchError as error:
 if workflow.is_main_process:
     RUN_ID = os.environ[JOURNAL_ENV] = new_run_id()
     DVC = align_with_dvc()
-    if DVC.damaged:
-        raise WorkflowError("\n".join(DVC.damaged))
+    if DVC.damaged:  # one line each, no traceback: nothing has been planned or deleted yet
+        sys.exit("\n".join(f"snakemake: error: {line}" for line in DVC.damaged))
 else:
     RUN_ID, DVC = None, Alignment(available=False)  # a cluster job: the main process has decided
 
