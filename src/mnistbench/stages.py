@@ -11,7 +11,8 @@ The two tools share one bookkeeping, dvc.lock, through documented interfaces onl
   `dvc commit` for exactly the stages whose entry still matches the files and params. Nothing else is committed.
 - Snakemake reruns what DVC calls stale, and nothing DVC calls current (`Alignment`): before Snakemake plans,
   `dvc status --json` names the stale stages; the Snakefile's input functions give those a freshly dated input
-  (DVC_STALE_MARKER) and wrap every input of a current stage in `ancient()`. Nothing in the workspace is written.
+  (DVC_STALE_MARKER, in DVC's scratch folder .dvc/tmp) and wrap every input of a current stage in `ancient()`;
+  nothing in the workspace is written.
 - A damaged output is reported with the command that restores it (`restore_hint`), before Snakemake deletes
   anything (`Alignment.damaged`).
 dvc.yaml and dvc.lock are read as YAML in their documented formats (`dvc_stages`).
