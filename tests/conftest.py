@@ -65,3 +65,11 @@ def deterministic_torch():
         os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
     else:
         os.environ["CUBLAS_WORKSPACE_CONFIG"] = cublas
+
+
+@pytest.fixture(scope="module")
+def fresh_repo(tmp_path_factory) -> Path:
+    """A git repository with this project's files, the small pipeline's params, and no outputs."""
+    from pipeline_helpers import SMALL_PARAMS, make_fresh_repo
+
+    return make_fresh_repo(tmp_path_factory.mktemp("fresh") / "repo", SMALL_PARAMS)

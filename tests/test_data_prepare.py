@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import FIXTURE_SHA256
 from sklearn.model_selection import train_test_split
 
 from mnistbench.data import prepare
@@ -135,8 +136,17 @@ def staged_layout(tmp_path: Path) -> Layout:
     layout = Layout(tmp_path)
     layout.raw_dir.mkdir(parents=True)
     shutil.copy(SMALL_NPZ, layout.raw_npz)
-    write_json(layout.source_json, {"source": "local", "sha256": {"images": "x", "labels": "y"}})
+    write_json(layout.source_json, {"source": "local", "sha256": FIXTURE_SHA256})
     return layout
+
+
+def test_prepare_refuses_raw_arrays_that_differ_from_the_recorded_sha256(tmp_path):
+    layout = staged_layout(tmp_path)
+    write_json(layout.source_json, {"source": "local", "sha256": {**FIXTURE_SHA256, "labels": "0" * 64}})
+    params = load_params(REPO_ROOT / "params.yaml")
+    with pytest.raises(MnistbenchError, match=r"mnist.npz: labels sha256 940917de.* is not the 0{64} recorded in"):
+        prepare.run_prepare(params, layout)
+    assert not layout.prepared_dir.exists()
 
 
 def test_run_prepare_writes_the_three_splits_and_stats(tmp_path):

@@ -152,3 +152,11 @@ def test_a_plain_install_runs_the_stages_in_a_copy_of_the_repository(wheel, tmp_
         done = subprocess.run([*cli, "--quiet", stage], cwd=repo, env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
     assert (repo / "data" / "prepared" / "train.npz").is_file()
+
+
+@pytest.mark.slow
+def test_plain_snakemake_reads_the_default_workflow_profile(fresh_repo):
+    from pipeline_helpers import run
+
+    result = run(fresh_repo, "snakemake", "--cores", "4", "-n")
+    assert "Using workflow specific profile profiles/default" in result.stdout + result.stderr

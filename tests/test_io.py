@@ -49,3 +49,23 @@ def test_missing_input_names_the_file(tmp_path):
 def test_written_files_get_ordinary_permissions(tmp_path):
     write_json(tmp_path / "r.json", {})
     assert (tmp_path / "r.json").stat().st_mode & 0o644 == 0o644
+
+
+def test_a_damaged_npz_is_one_line_naming_the_file_and_what_is_wrong(tmp_path):
+    path = tmp_path / "arrays.npz"
+    save_npz(path, {"weights": np.arange(1000, dtype=np.float32)})
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(MnistbenchError, match=r"arrays.npz is damaged \(bad CRC-32 in weights.npy\); restore or"):
+        load_npz(path)
+    path.write_bytes(bytes(data[: len(data) // 2]))
+    with pytest.raises(MnistbenchError, match=r"is damaged \(truncated: not a complete .npz archive\)"):
+        load_npz(path)
+
+
+def test_a_damaged_json_is_one_line(tmp_path):
+    path = tmp_path / "record.json"
+    path.write_text('{"accuracy": 0.9', encoding="utf-8")
+    with pytest.raises(MnistbenchError, match=r"record.json is damaged \(not JSON: truncated or edited\)"):
+        read_json(path)

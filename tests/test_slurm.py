@@ -20,13 +20,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_pipeline import (  # noqa: F401  (fresh_repo is a fixture)
+from pipeline_helpers import (
     ALL_JOBS,
     BIN,
     REPO_ROOT,
     SMALL_PARAMS,
     copy_repo,
-    fresh_repo,
     run,
     snakemake_dry_run_jobs,
     write_params,

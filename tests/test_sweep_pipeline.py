@@ -8,14 +8,13 @@ import re
 import subprocess
 
 import pytest
-from test_pipeline import BIN, copy_repo, run
-from test_pipeline import fresh_repo as fresh_repo  # noqa: F401  (the fixture, reused)
+from pipeline_helpers import BIN, copy_repo, run
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def swept_repo(fresh_repo, tmp_path_factory):  # noqa: F811
+def swept_repo(fresh_repo, tmp_path_factory):
     repo = copy_repo(fresh_repo, tmp_path_factory.mktemp("swept") / "repo")
     # Two families (scratch_sgd, scratch_adam) x three learning rates; torch_adam stays a family of one.
     run(repo, str(BIN / "mnistbench"), "--quiet", "sweep", "scratch_sgd", "--set", "lr=0.01,1.0")

@@ -4,7 +4,9 @@
     mnistbench sweep BASE --set KEY=V1,V2,... [--params PATH]     (and: sweep --clear BASE)
 
 Each subcommand validates the params before any work, then calls one library function. Errors the user can
-fix are printed as one line (no traceback) with exit status 2.
+fix (bad params, a missing or damaged file) are printed as one line with exit status 2; `--debug` adds the
+traceback. A stage that completes under Snakemake leaves a journal entry, so that `sync-dvc` records in dvc.lock
+exactly the stages that ran (see mnistbench.stages).
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ def _report(params: Params, args: argparse.Namespace, layout: Layout) -> None:
 def _sync_dvc(params: Params, args: argparse.Namespace, layout: Layout) -> None:
     from mnistbench.stages import sync_dvc
 
-    sync_dvc(args.targets, layout.root)
+    sync_dvc(args.run, layout.root)
 
 
 def _sweep(params: Params, args: argparse.Namespace, layout: Layout) -> None:
@@ -100,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     parser.add_argument("--log", type=Path, help="log file (default: logs/<stage>.log)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--debug", action="store_true", help="on an error, show the full traceback too")
     stages = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
 
     def stage(name: str, handler: Callable, help_text: str) -> argparse.ArgumentParser:
@@ -126,8 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="values of one hyperparameter (repeat for a grid), e.g. --set lr=1e-4,3e-4,1e-3")
     sweep.add_argument("--clear", action="store_true", help="remove the entries a sweep of BASE wrote")
     sweep.add_argument("--params", default=argparse.SUPPRESS, help="params file to edit (default: params.yaml)")
-    sync = stage("sync-dvc", _sync_dvc, "after a Snakemake run: record its targets' stages in dvc.lock (dvc commit)")
-    sync.add_argument("targets", nargs="*", help="Snakemake's targets (default: the report)")
+    sync = stage("sync-dvc", _sync_dvc, "after a Snakemake run: record in dvc.lock the stages that ran (dvc commit)")
+    sync.add_argument("--run", help="the Snakemake run's id (default: every run not yet recorded)")
     return parser
 
 
@@ -158,6 +161,22 @@ def _interrupt_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, interrupt)
 
 
+def _begin_journal(args: argparse.Namespace) -> dict | None:
+    """For a stage of dvc.yaml run with its params.yaml under Snakemake: what it reads, before it runs."""
+    if args.stage not in ("download", "prepare", "train", "evaluate", "report") or args.params != "params.yaml":
+        return None
+    from mnistbench.stages import begin_completion, stage_name
+
+    return begin_completion(stage_name(args.stage, getattr(args, "model", None), getattr(args, "seed", None)))
+
+
+def _record_journal(started: dict | None) -> None:
+    if started is not None:
+        from mnistbench.stages import record_completion
+
+        record_completion(started)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _interrupt_on_sigterm()
@@ -173,13 +192,21 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         params = load_params(args.params)
+        started = _begin_journal(args)
         args.handler(params, args, layout)
+        _record_journal(started)
     except MnistbenchError as error:
-        log.error("mnistbench %s: error: %s", args.stage, error)
+        log.error("mnistbench %s: error: %s", args.stage, error, exc_info=args.debug)
         return 2
     except KeyboardInterrupt:
         log.error("mnistbench %s: interrupted; nothing partial was kept", args.stage)
         return 130
+    except Exception as error:
+        if args.debug:
+            raise
+        log.error("mnistbench %s: unexpected error: %s: %s (--debug shows the traceback)", args.stage,
+                  type(error).__name__, error)
+        return 1
     log.info("mnistbench %s done in %.1f s", args.stage, time.perf_counter() - start)
     return 0
 

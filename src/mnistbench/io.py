@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,8 +47,13 @@ def read_json(path: str | Path, needed_by: str = "this stage") -> Any:
     path = Path(path)
     if not path.is_file():
         raise MnistbenchError(f"{path} is missing: {needed_by} needs it (run the earlier stages first)")
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except UnicodeDecodeError as error:
+        raise _damaged(path, "not UTF-8 text") from error
+    except json.JSONDecodeError as error:
+        raise _damaged(path, "not JSON: truncated or edited") from error
 
 
 # np.savez stamps each member with the current time; a fixed stamp makes equal arrays give equal bytes, so
@@ -75,8 +82,33 @@ def load_npz(path: str | Path, needed_by: str = "this stage") -> dict[str, np.nd
     path = Path(path)
     if not path.is_file():
         raise MnistbenchError(f"{path} is missing: {needed_by} needs it (run the earlier stages first)")
-    with np.load(path, allow_pickle=False) as archive:
-        return {name: archive[name] for name in archive.files}
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {name: archive[name] for name in archive.files}
+    except zipfile.BadZipFile as error:
+        crc = re.match(r"Bad CRC-32 for file '(.+)'", str(error))
+        if crc:
+            raise _damaged(path, f"bad CRC-32 in {crc.group(1)}") from error
+        if str(error) == "File is not a zip file":
+            raise _damaged(path, "truncated: not a complete .npz archive") from error
+        raise _damaged(path, f"not a valid .npz archive: {error}") from error
+    except (EOFError, ValueError, OSError, KeyError, zlib.error) as error:
+        raise _damaged(path, f"unreadable array data: {error}") from error
+
+
+def check_readable(path: str | Path) -> None:
+    """Read a whole .npz or .json back (every CRC checked); raise the one-line damaged-file error if it fails."""
+    if Path(path).suffix == ".npz":
+        load_npz(path)
+    elif Path(path).suffix == ".json":
+        read_json(path)
+
+
+def _damaged(path: Path, what: str) -> MnistbenchError:
+    """The one-line error for a file that cannot be read: which file, what is wrong, and how to get it back."""
+    from mnistbench.stages import restore_hint
+
+    return MnistbenchError(f"{path} is damaged ({what}); {restore_hint(path)}")
 
 
 def _json_default(value: Any) -> Any:

@@ -28,6 +28,7 @@ def provenance(threads: int | None = None, device: str | None = None) -> dict[st
         "cpu_count": os.cpu_count(),
         "threads": threads,
         "device": device or "cpu",
+        "kernels": compute_kernels(),
     }
 
 
@@ -54,6 +55,27 @@ def git_state() -> dict[str, Any]:
     except (OSError, subprocess.CalledProcessError):
         return {"commit": None, "dirty": None}
     return {"commit": commit, "dirty": dirty}
+
+
+@cache
+def compute_kernels() -> dict[str, Any]:
+    """Which machine code computed the numbers: NumPy's SIMD extensions and the BLAS kernel architecture.
+
+    NumPy dispatches its loops by CPU (X86_V3 = AVX2 vs X86_V4 = AVX-512) and OpenBLAS picks its matrix-product
+    kernel by CPU (Haswell, SkylakeX, ...): the same code and inputs then round differently in float32, so weights
+    agree bit for bit only on the same kind of machine. From `numpy.show_config(mode="dicts")` and threadpoolctl.
+    """
+    import numpy as np
+    from threadpoolctl import threadpool_info
+
+    try:
+        simd = np.show_config(mode="dicts").get("SIMD Extensions", {})
+    except (TypeError, AttributeError):  # NumPy < 1.26
+        simd = {}
+    blas = [{key: pool.get(key) for key in ("internal_api", "version", "architecture", "threading_layer")}
+            for pool in threadpool_info() if pool.get("user_api") == "blas"]
+    return {"simd_baseline": list(simd.get("baseline", [])), "simd_found": list(simd.get("found", [])),
+            "blas": blas}
 
 
 @cache

@@ -1,19 +1,40 @@
-"""What each pipeline stage runs, for the orchestrators, and keeping DVC's lock in step with Snakemake.
+"""What each pipeline stage runs, for the orchestrators, and keeping Snakemake and DVC telling the same truth.
 
 `STAGE_CODE` lists the source files and folders whose edits must rerun a stage. dvc.yaml lists them as deps
 (DVC hashes a folder's content); Snakemake lists the files they hold as rule inputs (`stage_code_files`), since
 it watches files, not folders. A test checks that the two agree. Shared plumbing that cannot change
 a result (cli, io, paths, errors, provenance) is left out on purpose, so that editing it reruns nothing.
+
+The two tools share one bookkeeping, dvc.lock, through documented interfaces only:
+- DVC records only what ran. A stage command that completes under Snakemake writes a journal entry (what it
+  read and wrote, `record_completion`); the Snakefile's onsuccess/onerror hooks call `sync_dvc`, which runs
+  `dvc commit` for exactly the stages whose entry still matches the files and params. Nothing else is committed.
+- Snakemake reruns what DVC calls stale, and nothing DVC calls current (`Alignment`): before Snakemake plans,
+  `dvc status --json` names the stale stages; the Snakefile's input functions give those a freshly dated input
+  (DVC_STALE_MARKER, in DVC's scratch folder .dvc/tmp) and wrap every input of a current stage in `ancient()`;
+  nothing in the workspace is written.
+- A damaged output is reported with the command that restores it (`restore_hint`), before Snakemake deletes
+  anything (`Alignment.damaged`).
+dvc.yaml and dvc.lock are read as YAML in their documented formats (`dvc_stages`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
+import json
 import logging
 import os
+import re
 import subprocess
 import time
-from base64 import urlsafe_b64encode
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from mnistbench.errors import MnistbenchError
 
@@ -52,115 +73,306 @@ def stage_code_files(stage: str, root: Path = Path(".")) -> list[str]:
     return files
 
 
-def sync_dvc(targets: list[str], root: Path = Path(".")) -> None:
-    """After a successful Snakemake run: record the finished stages in dvc.lock (`dvc commit --with-deps`).
 
-    Snakemake and DVC run the same commands on the same files, so DVC only needs the hashes. Only the
-    targets Snakemake built, and what they depend on, are recorded: they are up to date; other stages may not be.
-    targets: Snakemake's targets (rule names or output files); none means the default target, the report.
-    """
-    if not _is_dvc_project(root):
-        log.info("no DVC project here: nothing to sync")
+
+# --- dvc.yaml, read in its documented format ---------------------------------------------------------------------
+
+IGNORED = ("__pycache__", ".snakemake_timestamp")  # as .dvcignore: never part of a stage's data
+_ITEM = re.compile(r"\$\{item\.(\w+)\}")
+_VARIABLE = re.compile(r"^\$\{([\w.]+)\}$")
+
+
+@dataclass(frozen=True)
+class DvcStage:
+    """One stage of dvc.yaml, matrices expanded. name: as DVC prints it (`train@scratch_sgd-0`); deps and outs:
+    paths (files or folders); params: dotted keys of params.yaml, "" for the whole file."""
+
+    name: str
+    deps: tuple[str, ...]
+    outs: tuple[str, ...]
+    params: tuple[str, ...]
+    uncached: tuple[str, ...] = ()  # outs with `cache: false`: DVC's cache never holds them
+
+
+def dvc_stages(root: Path = Path("."), params: dict[str, Any] | None = None) -> dict[str, DvcStage]:
+    """Every stage of root/dvc.yaml by name, `matrix` expanded over params.yaml's values as DVC does."""
+    spec = _read_yaml(root / "dvc.yaml")
+    params = _read_yaml(root / "params.yaml") if params is None else params
+    stages: dict[str, DvcStage] = {}
+    for base, definition in (spec.get("stages") or {}).items():
+        matrix = definition.get("matrix")
+        axes = {key: _matrix_values(value, params) for key, value in (matrix or {}).items()}
+        for combination in itertools.product(*axes.values()):
+            item = dict(zip(axes, combination, strict=True))
+            name = f"{base}@{'-'.join(str(value) for value in combination)}" if matrix else base
+            outs = [*definition.get("outs", []), *definition.get("metrics", []), *definition.get("plots", [])]
+            stages[name] = DvcStage(
+                name,
+                deps=tuple(_fill(_entry_path(entry), item) for entry in definition.get("deps", [])),
+                outs=tuple(_fill(_entry_path(entry), item) for entry in outs),
+                params=tuple(_fill(key, item) for key in _param_keys(definition.get("params", []))),
+                uncached=tuple(_fill(_entry_path(entry), item) for entry in outs
+                               if isinstance(entry, dict) and (next(iter(entry.values())) or {}).get("cache") is False),
+            )
+    return stages
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as handle:
+        return yaml.safe_load(handle) or {}
+
+
+def _matrix_values(value: Any, params: dict[str, Any]) -> list[Any]:
+    variable = _VARIABLE.match(value) if isinstance(value, str) else None
+    if variable:
+        value = _lookup(params, variable.group(1))
+    return list(value) if isinstance(value, dict | list) else [value]
+
+
+def _entry_path(entry: str | dict[str, Any]) -> str:
+    return entry if isinstance(entry, str) else next(iter(entry))
+
+
+def _param_keys(entries: list[Any]) -> list[str]:
+    keys: list[str] = []
+    for entry in entries:
+        if isinstance(entry, str):
+            keys.append(entry)
+        elif "params.yaml" in entry:
+            keys += entry["params.yaml"] or [""]
+    return keys
+
+
+def _fill(text: str, item: dict[str, Any]) -> str:
+    return _ITEM.sub(lambda match: str(item[match.group(1)]), text)
+
+
+def _lookup(mapping: Any, dotted: str) -> Any:
+    for key in dotted.split(".") if dotted else []:
+        if not isinstance(mapping, dict) or key not in mapping:
+            return None
+        mapping = mapping[key]
+    return mapping
+
+
+def _files(root: Path, path: str) -> list[str]:
+    """path itself, or the files a folder holds (sorted, relative to root); [] when absent."""
+    found = root / path
+    if found.is_dir():
+        return sorted(str(inner.relative_to(root)) for inner in found.rglob("*") if inner.is_file()
+                      and not inner.name.endswith((".pyc", ".part")) and not set(inner.parts) & set(IGNORED))
+    return [path] if found.is_file() else []
+
+
+# --- DVC records only what ran: the journal and `sync_dvc` -------------------------------------------------------
+
+JOURNAL_ENV = "MNISTBENCH_SNAKEMAKE_RUN"
+JOURNAL_DIR = Path(".snakemake") / "mnistbench-journal"
+
+
+def new_run_id() -> str:
+    """An id for one Snakemake invocation: its jobs write their journal entries under it."""
+    return f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+
+
+def stage_name(command: str, model: str | None = None, seed: int | None = None) -> str:
+    """The DVC stage a CLI command is: `train --model M --seed N` is train@M-N."""
+    return command if model is None else f"{command}@{model}-{seed}"
+
+
+def _signature(paths: Iterable[str], root: Path) -> dict[str, list[int]]:
+    """[size, mtime in ns] of every file: any rewrite changes it."""
+    signature = {}
+    for path in paths:
+        for name in _files(root, path):
+            stat = (root / name).stat()
+            signature[name] = [stat.st_size, stat.st_mtime_ns]
+    return signature
+
+
+def _content(paths: Iterable[str], root: Path) -> dict[str, str]:
+    """sha256 of every file (outputs: Snakemake touches them after the job, so their dates say nothing)."""
+    return {name: hashlib.sha256((root / name).read_bytes()).hexdigest()
+            for path in paths for name in _files(root, path)}
+
+
+def _inputs(stage: DvcStage, root: Path, params: dict[str, Any]) -> dict[str, Any]:
+    return {"params": {key: _lookup(params, key) for key in stage.params}, "deps": _signature(stage.deps, root)}
+
+
+def begin_completion(name: str, root: Path = Path(".")) -> dict[str, Any] | None:
+    """Before a stage command runs under Snakemake: what it is about to read. None outside Snakemake (DVC
+    records its own runs) or for a command that is no stage of dvc.yaml."""
+    run_id = os.environ.get(JOURNAL_ENV)
+    if not run_id or not (root / "dvc.yaml").is_file():
+        return None
+    params = _read_yaml(root / "params.yaml")
+    stage = dvc_stages(root, params).get(name)
+    if stage is None:
+        return None
+    return {"run": run_id, "stage": name, "inputs": _inputs(stage, root, params)}
+
+
+def record_completion(started: dict[str, Any] | None, root: Path = Path(".")) -> None:
+    """After the stage command completed (its outputs written): its journal entry, for `sync_dvc`."""
+    if started is None:
         return
-    stages = _dvc_stages_for(targets, root)
-    command = ["dvc", "commit", "--force", "--quiet", "--with-deps", *stages]
-    result = subprocess.run(command, cwd=root, capture_output=True, text=True)
-    if result.returncode != 0:
-        last_line = (result.stderr.strip().splitlines() or ["(no message)"])[-1]
-        raise MnistbenchError(f"{' '.join(command)} failed: {last_line}")
-    log.info("dvc.lock records %s and what it depends on", ", ".join(stages))
+    from mnistbench.io import write_json
+
+    stage = dvc_stages(root)[started["stage"]]
+    entry = {**started, "outputs": _content(stage.outs, root)}
+    write_json(root / JOURNAL_DIR / started["run"] / f"{started['stage']}.json", entry)
 
 
-def _dvc_stages_for(targets: list[str], root: Path) -> list[str]:
-    """DVC stage names for Snakemake targets: rule names stay (dvc.yaml uses the same names), an output file
-    becomes the stage that writes it (`dvc commit --with-deps` follows stage names, not file paths)."""
-    wanted = [target for target in targets if target != "all"] or ["report"]
-    files = [target for target in wanted if "/" in target or "." in target]
-    if not files:
-        return wanted
-    from dvc.repo import Repo
+def sync_dvc(run_id: str | None, root: Path = Path(".")) -> list[str]:
+    """After a Snakemake run (onsuccess and onerror): `dvc commit` exactly the stages whose command completed in
+    that run and whose params, inputs and outputs are still the ones it ran with. Returns their names.
 
-    with Repo(str(root)) as repo:
-        writer = {str(out.def_path): stage.name for stage in repo.index.stages for out in stage.outs}
-    return [writer.get(target, target) if target in files else target for target in wanted]
-
-
-def align_snakemake_with_dvc(root: Path = Path(".")) -> dict[str, list[str]]:
-    """Before Snakemake builds its DAG: make its idea of what is stale agree with DVC's lock file.
-
-    For every DVC stage whose outputs are the very files dvc.lock records (DVC made them, restored them, or
-    `sync_dvc` recorded them):
-    - up to date for DVC: Snakemake's own records of those outputs are dropped (they may predate a
-      `dvc repro`) and file times are put in pipeline order (`dvc checkout` / `dvc pull` give new times);
-    - changed for DVC (params, code or inputs): the outputs are dated before their inputs, so that Snakemake
-      reruns exactly those jobs.
-    Outputs DVC has not recorded (made by Snakemake since) are left to Snakemake's own rerun triggers.
-    Returns the stage names in each group.
+    run_id None: the entries of every run (after a run killed before its hooks could sync).
+    A stage that did not run (`--until`, `--touch`, a failed job, ...) is never recorded: it stays stale for DVC.
     """
-    groups: dict[str, list[str]] = {"up_to_date": [], "stale": [], "left_alone": []}
-    if not _is_dvc_project(root) or not (root / "dvc.lock").is_file():
-        return groups
-    import networkx
-    from dvc.repo import Repo
+    folders = [root / JOURNAL_DIR / run_id] if run_id else sorted((root / JOURNAL_DIR).glob("*"))
+    entries = [path for folder in folders if folder.is_dir() for path in sorted(folder.glob("*.json"))]
+    if not entries or not _is_dvc_project(root):
+        return []
+    params = _read_yaml(root / "params.yaml")
+    stages = dvc_stages(root, params)
+    finished, changed = [], []
+    for path in entries:
+        entry = json.loads(path.read_text(encoding="utf-8"))
+        stage = stages.get(entry["stage"])
+        now = stage and json.loads(json.dumps(
+            {"inputs": _inputs(stage, root, params), "outputs": _content(stage.outs, root)}))
+        same = now == {"inputs": entry["inputs"], "outputs": entry["outputs"]}
+        (finished if same else changed).append(entry["stage"])
+    if changed:
+        log.warning("not recorded in dvc.lock (changed since they ran): %s", ", ".join(sorted(changed)))
+    if finished:
+        command = ["dvc", "commit", "--force", "--quiet", *sorted(set(finished))]
+        result = subprocess.run(command, cwd=root, capture_output=True, text=True)
+        if result.returncode != 0:
+            last_line = (result.stderr.strip().splitlines() or ["(no message)"])[-1]
+            raise MnistbenchError(f"{' '.join(command[:4])} failed: {last_line}")
+        log.info("dvc.lock records the stages that ran: %s", ", ".join(sorted(set(finished))))
+    for path in entries:
+        path.unlink()
+    for folder in folders:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    return sorted(set(finished))
 
-    with Repo(str(root)) as repo, repo.lock:
-        upstream_first = list(reversed(list(networkx.topological_sort(repo.index.graph))))
-        for stage in upstream_first:
-            changes = stage.status().get(stage.addressing, [])
-            outputs = [Path(root, str(out.def_path)) for out in stage.outs]
-            recorded = all(out.hash_info for out in stage.outs) and all(path.exists() for path in outputs)
-            if not recorded or any(isinstance(c, dict) and "changed outs" in c for c in changes):
-                groups["left_alone"].append(stage.addressing)
-            elif changes:
-                _date_before_inputs(outputs)
-                groups["stale"].append(stage.addressing)
-            else:
-                inputs = [Path(root, str(dep.def_path)) for dep in stage.deps if dep.def_path and "://" not in
-                          str(dep.def_path) and Path(root, str(dep.def_path)).exists()]
-                _order_after_inputs(outputs, inputs)
-                _forget_snakemake_records(root, [str(out.def_path) for out in stage.outs])
-                groups["up_to_date"].append(stage.addressing)
-    log.info("aligned with dvc.lock: %d up to date, %d stale, %d left to Snakemake",
-             *(len(names) for names in groups.values()))
-    return groups
+
+# --- Snakemake reruns what DVC calls stale, and nothing DVC calls current ----------------------------------------
+
+# Given as an input to every job; dated now whenever DVC calls a stage stale, so that Snakemake's own mtime rule
+# reruns exactly those jobs. It lives in DVC's scratch folder, never in the workspace, and only its date matters.
+DVC_STALE_MARKER = ".dvc/tmp/mnistbench-stale-marker"
+
+
+@dataclass
+class Alignment:
+    """DVC's verdict, for the Snakefile's input functions.
+
+    stale: the stages `dvc status` reports, with its reasons; downstream: the stages that read their outputs
+    (rerun when those rerun, as with `dvc repro`); damaged: one line per changed output that cannot be read.
+    available False (no DVC project, `dvc status` failed): Snakemake's own mtime rule decides, params.yaml
+    counted as an input of every job.
+    """
+
+    available: bool
+    stale: dict[str, Any] = field(default_factory=dict)
+    downstream: set[str] = field(default_factory=set)
+    writer: dict[str, str] = field(default_factory=dict)
+    damaged: list[str] = field(default_factory=list)
+
+    def inputs(self, stage: str, files: list[str], ancient: Callable[[str], Any]) -> list[Any]:
+        """The inputs of a job of `stage`: as they are for a stale stage (plus the marker, dated now); for a
+        current one `ancient` except what a stale stage writes; file times alone never rerun a current stage."""
+        if not self.available:
+            return [*files, "params.yaml"]
+        if stage in self.stale:
+            return [*files, DVC_STALE_MARKER]
+        rerun = set(self.stale) | self.downstream
+        return [file if self.writer.get(file) in rerun else ancient(file) for file in files] + [
+            ancient(DVC_STALE_MARKER)]
+
+
+def align_with_dvc(root: Path = Path(".")) -> Alignment:
+    """Ask DVC (`dvc status --json`, read-only) which stages are stale; date the marker when any is."""
+    if not _is_dvc_project(root):
+        return Alignment(available=False)
+    result = subprocess.run(["dvc", "status", "--json"], cwd=root, capture_output=True, text=True)
+    try:
+        stale = json.loads(result.stdout or "{}") if result.returncode == 0 else None
+    except json.JSONDecodeError:
+        stale = None
+    if not isinstance(stale, dict):
+        log.warning("dvc status failed, so Snakemake decides alone: %s", result.stderr.strip()[-300:])
+        return Alignment(available=False)
+    stages = dvc_stages(root)
+    writer = {out: stage.name for stage in stages.values() for out in stage.outs}
+    alignment = Alignment(True, stale, _downstream(set(stale), stages), writer, _damaged(stale, root))
+    marker = root / DVC_STALE_MARKER
+    if stale or not marker.exists():
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(f"{time.time_ns()} {uuid.uuid4().hex}\n", encoding="utf-8")
+    return alignment
+
+
+def _downstream(start: set[str], stages: dict[str, DvcStage]) -> set[str]:
+    """Stages that read, directly or not, what the `start` stages write."""
+    readers = {
+        name: {other.name for other in stages.values()
+               if any(dep == out or out.startswith(dep + "/") for dep in other.deps for out in stage.outs)}
+        for name, stage in stages.items()
+    }
+    found: set[str] = set()
+    todo = [name for name in start if name in readers]
+    while todo:
+        for reader in readers[todo.pop()] - found:
+            found.add(reader)
+            todo.append(reader)
+    return found - start
+
+
+def _damaged(stale: dict[str, Any], root: Path) -> list[str]:
+    """One line for each output DVC calls modified that does not read back (bad CRC, truncated, not JSON)."""
+    from mnistbench.io import check_readable
+
+    problems = []
+    for reasons in stale.values():
+        for reason in reasons:
+            changed = reason.get("changed outs", {}) if isinstance(reason, dict) else {}
+            for path, state in changed.items():
+                if state == "modified" and (root / path).is_file():
+                    try:
+                        check_readable(root / path)
+                    except MnistbenchError as error:
+                        problems.append(str(error))
+    return problems
+
+
+# --- Damaged files: the command that restores one ----------------------------------------------------------------
+
+
+def restore_hint(path: str | Path, root: Path = Path(".")) -> str:
+    """How to get a good copy of `path` back: from DVC's cache when it holds the version dvc.lock records
+    (`dvc checkout --force PATH`), else by rerunning the stage that writes it."""
+    name = os.path.relpath(path, root)
+    try:
+        lock = _read_yaml(root / "dvc.lock") if (root / "dvc.lock").is_file() else {}
+        md5 = next((out.get("md5") for stage in (lock.get("stages") or {}).values()
+                    for out in stage.get("outs", []) if out.get("path") == name), None)
+        writer = next((stage for stage in dvc_stages(root).values() if name in stage.outs), None)
+    except (OSError, yaml.YAMLError, AttributeError):
+        return "restore or recreate it"
+    cached = writer is not None and name not in writer.uncached
+    if cached and md5 and (root / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]).is_file():
+        return f"restore it: dvc checkout --force {name}"
+    if writer:
+        return f"rerun the stage that writes it: dvc repro --force --single-item {writer.name}"
+    return "restore or recreate it"
 
 
 def _is_dvc_project(root: Path) -> bool:
     return (root / ".dvc").is_dir() and (root / "dvc.yaml").is_file()
-
-
-def _files_under(path: Path) -> list[Path]:
-    return [found for found in path.rglob("*") if found.is_file()] if path.is_dir() else [path]
-
-
-def _newest_time(paths: list[Path]) -> float:
-    return max((found.stat().st_mtime for path in paths for found in _files_under(path)), default=0.0)
-
-
-def _order_after_inputs(outputs: list[Path], inputs: list[Path]) -> None:
-    """Date outputs just after their newest input (never in the future, which Snakemake calls clock skew)."""
-    newest_input = _newest_time(inputs)
-    stamp = min(newest_input + 0.001, time.time())
-    for output in outputs:
-        for found in _files_under(output):
-            if found.stat().st_mtime <= newest_input:
-                os.utime(found, (stamp, stamp))
-
-
-def _date_before_inputs(outputs: list[Path]) -> None:
-    # One second after the epoch: Snakemake reads a modification time of 0 as "unknown", not as "old".
-    for output in outputs:
-        for found in _files_under(output):
-            os.utime(found, (1, 1))
-
-
-def _forget_snakemake_records(root: Path, outputs: list[str]) -> None:
-    """Delete Snakemake's metadata for these outputs (the layout of snakemake.persistence.file)."""
-    metadata = root / ".snakemake" / "metadata"
-    if not metadata.is_dir():
-        return
-    chunk = os.pathconf(metadata, "PC_NAME_MAX") - 1
-    for output in outputs:
-        encoded = urlsafe_b64encode(output.encode()).decode()
-        parts = [encoded[i : i + chunk] for i in range(0, len(encoded), chunk)]
-        (metadata.joinpath(*["@" + part for part in parts[:-1]], parts[-1])).unlink(missing_ok=True)

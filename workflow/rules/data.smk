@@ -1,6 +1,6 @@
 rule download:
     input:
-        code("download"),
+        aligned("download", code("download")),
     output:
         "data/raw/mnist.npz",
         "data/raw/source.json",
@@ -17,9 +17,7 @@ rule download:
 
 rule prepare:
     input:
-        code("prepare"),
-        "data/raw/mnist.npz",
-        "data/raw/source.json",
+        aligned("prepare", code("prepare"), "data/raw/mnist.npz", "data/raw/source.json"),
     output:
         "data/prepared/train.npz",
         "data/prepared/val.npz",

@@ -1,9 +1,12 @@
 rule evaluate:
     input:
-        code("evaluate"),
-        "data/prepared/test.npz",
-        "data/models/{model}/seed{seed}.npz",
-        "reports/train/{model}/seed{seed}.json",
+        aligned(
+            "evaluate@{model}-{seed}",
+            code("evaluate"),
+            "data/prepared/test.npz",
+            "data/models/{model}/seed{seed}.npz",
+            "reports/train/{model}/seed{seed}.json",
+        ),
     output:
         "reports/eval/{model}/seed{seed}.json",
     params:

@@ -1,11 +1,14 @@
 rule report:
     input:
-        code("report"),
-        "data/raw/mnist.npz",
-        "data/raw/source.json",
-        "data/prepared/stats.json",
-        expand("reports/train/{model}/seed{seed}.json", model=MODELS, seed=SEEDS),
-        expand("reports/eval/{model}/seed{seed}.json", model=MODELS, seed=SEEDS),
+        aligned(
+            "report",
+            code("report"),
+            "data/raw/mnist.npz",
+            "data/raw/source.json",
+            "data/prepared/stats.json",
+            expand("reports/train/{model}/seed{seed}.json", model=MODELS, seed=SEEDS),
+            expand("reports/eval/{model}/seed{seed}.json", model=MODELS, seed=SEEDS),
+        ),
     output:
         "reports/metrics.json",
         "reports/summary.json",

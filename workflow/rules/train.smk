@@ -1,9 +1,12 @@
 rule train:
     input:
-        code("train"),
-        "data/prepared/train.npz",
-        "data/prepared/val.npz",
-        "data/prepared/stats.json",
+        aligned(
+            "train@{model}-{seed}",
+            code("train"),
+            "data/prepared/train.npz",
+            "data/prepared/val.npz",
+            "data/prepared/stats.json",
+        ),
     output:
         "data/models/{model}/seed{seed}.npz",
         "reports/train/{model}/seed{seed}.json",

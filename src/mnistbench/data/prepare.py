@@ -15,12 +15,14 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import train_test_split
 
+from mnistbench.data import checksums
 from mnistbench.data.checksums import array_sha256
 from mnistbench.data.raw import RawMnist, load_raw
 from mnistbench.errors import MnistbenchError, one_of
 from mnistbench.io import read_json, save_npz, write_json
 from mnistbench.params import DataParams, Params
 from mnistbench.paths import Layout
+from mnistbench.stages import restore_hint
 
 log = logging.getLogger(__name__)
 
@@ -128,10 +130,21 @@ def stats_record(
     }
 
 
+def verify_raw(raw: RawMnist, source: dict[str, Any], layout: Layout) -> None:
+    """Check the raw arrays against the sha256 the download recorded (canonical MNIST's, for canonical data)."""
+    expected = checksums.CANONICAL_SHA256 if source.get("canonical") else source.get("sha256", {})
+    for name in ("images", "labels"):
+        actual = array_sha256(getattr(raw, name))
+        if name in expected and actual != expected[name]:
+            raise MnistbenchError(f"{layout.raw_npz}: {name} sha256 {actual} is not the {expected[name]} recorded "
+                                  f"in {layout.source_json}; {restore_hint(layout.raw_npz, layout.root)}")
+
+
 def run_prepare(params: Params, layout: Layout) -> None:
     """Stage entry point: read layout.raw_npz, write layout.prepared_split(train|val|test) and layout.stats_json."""
     raw = load_raw(layout.raw_npz, needed_by="mnistbench prepare")
     source = read_json(layout.source_json, needed_by="mnistbench prepare")
+    verify_raw(raw, source, layout)
     arrays, mean, std = prepare_arrays(raw, params.data)
     for split in SPLITS:
         save_npz(layout.prepared_split(split), arrays[split])

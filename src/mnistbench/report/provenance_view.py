@@ -107,6 +107,7 @@ def software_rows(inputs: Any) -> dict[str, Any]:
         "cpu": first.get("cpu"),
         "cpu_count": first.get("cpu_count"),
         "devices": sorted({str(record.get("device")) for record in records if record}),
+        "kernels": sorted({describe_kernels(record["kernels"]) for record in records if record.get("kernels")}),
         "backends": _grouped_backends(backends),
     }
 
@@ -118,6 +119,14 @@ def _grouped_backends(backends: dict[str, dict[str, Any]]) -> dict[str, dict[str
         flat = flatten(backend)
         groups.setdefault(repr(sorted(flat.items())), ([], flat))[0].append(model)
     return {", ".join(models): flat for models, flat in groups.values()}
+
+
+def describe_kernels(kernels: dict[str, Any]) -> str:
+    """One line: NumPy's SIMD extensions found at run time and each BLAS library's kernel architecture."""
+    simd = ", ".join(kernels.get("simd_found") or []) or "none beyond the baseline"
+    blas = "; ".join(f"{pool.get('internal_api')} {pool.get('version')}, kernel {pool.get('architecture')}"
+                     for pool in kernels.get("blas") or []) or "unknown"
+    return f"NumPy SIMD: {simd} (baseline {', '.join(kernels.get('simd_baseline') or [])}); BLAS: {blas}"
 
 
 def _without_hidden(record: dict[str, Any]) -> dict[str, Any]:
