@@ -4,13 +4,13 @@ rule download:
     output:
         "data/raw/mnist.npz",
         "data/raw/source.json",
-    params:
-        source=config["data"]["source"],
+    log:
+        "logs/download.log",
     resources:
         mem_mb=1000,
         runtime=15,
-    log:
-        "logs/download.log",
+    params:
+        source=config["data"]["source"],
     shell:
         "mnistbench --log {log} download"
 
@@ -23,12 +23,12 @@ rule prepare:
         "data/prepared/val.npz",
         "data/prepared/test.npz",
         "data/prepared/stats.json",
-    params:
-        data={key: value for key, value in config["data"].items() if key != "source"},
+    log:
+        "logs/prepare.log",
     resources:
         mem_mb=2000,
         runtime=15,
-    log:
-        "logs/prepare.log",
+    params:
+        data={key: value for key, value in config["data"].items() if key != "source"},
     shell:
         "mnistbench --log {log} prepare"

@@ -9,16 +9,16 @@ rule evaluate:
         ),
     output:
         "reports/eval/{model}/seed{seed}.json",
-    params:
-        run=run_params,
-        network=config["network"],
-        evaluate=config.get("evaluate", {}),
+    log:
+        "logs/evaluate/{model}/seed{seed}.log",
     threads: 1
     resources:
         gpu=gpu_jobs,
         mem_mb=2000,
         runtime=15,
-    log:
-        "logs/evaluate/{model}/seed{seed}.log",
+    params:
+        run=run_params,
+        network=config["network"],
+        evaluate=config.get("evaluate", {}),
     shell:
         "mnistbench --log {log} evaluate --model {wildcards.model} --seed {wildcards.seed} --threads {threads}"

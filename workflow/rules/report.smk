@@ -16,12 +16,12 @@ rule report:
         "reports/plots/learning_curves.csv",
         directory("reports/plots/curves"),
         directory("reports/plots/confusion"),
-    params:
-        all_params=config,
+    log:
+        "logs/report.log",
     resources:
         mem_mb=4000,
         runtime=20,
-    log:
-        "logs/report.log",
+    params:
+        all_params=config,
     shell:
         "mnistbench --log {log} report"

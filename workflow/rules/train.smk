@@ -10,15 +10,15 @@ rule train:
     output:
         "data/models/{model}/seed{seed}.npz",
         "reports/train/{model}/seed{seed}.json",
-    params:
-        run=run_params,
-        network=config["network"],
+    log:
+        "logs/train/{model}/seed{seed}.log",
     threads: 1
     resources:
         gpu=gpu_jobs,
         mem_mb=2000,
         runtime=60,
-    log:
-        "logs/train/{model}/seed{seed}.log",
+    params:
+        run=run_params,
+        network=config["network"],
     shell:
         "mnistbench --log {log} train --model {wildcards.model} --seed {wildcards.seed} --threads {threads}"
