@@ -78,7 +78,7 @@ def sha256(path: Path) -> str:
 
 def records_are_honest(repo: Path) -> list[str]:
     """What is wrong with the results: a record whose `run` is not params.yaml's, an evaluation of other weights."""
-    params = load_params(repo / "params.yaml").raw  # defaults filled in, as the records store them
+    params = load_params(repo / "params.yaml").mapping  # as the records store them
     problems = []
     for model, run_params in params["models"].items():
         for seed in params["seeds"]:
