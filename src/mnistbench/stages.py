@@ -210,17 +210,19 @@ def begin_completion(name: str, root: Path = Path(".")) -> dict[str, Any] | None
     stage = dvc_stages(root, params).get(name)
     if stage is None:
         return None
-    return {"run": run_id, "stage": name, "inputs": _inputs(stage, root, params)}
+    return {"run": run_id, "stage": name, "outs": list(stage.outs), "inputs": _inputs(stage, root, params)}
 
 
 def record_completion(started: dict[str, Any] | None, root: Path = Path(".")) -> None:
-    """After the stage command completed (its outputs written): its journal entry, for `sync_dvc`."""
+    """After the stage command completed (its outputs written): its journal entry, for `sync_dvc`.
+
+    The outputs are the ones dvc.yaml named when the command began: params.yaml edited meanwhile changes nothing.
+    """
     if started is None:
         return
     from mnistbench.io import write_json
 
-    stage = dvc_stages(root)[started["stage"]]
-    entry = {**started, "outputs": _content(stage.outs, root)}
+    entry = {**started, "outputs": _content(started["outs"], root)}
     write_json(root / JOURNAL_DIR / started["run"] / f"{started['stage']}.json", entry)
 
 
