@@ -68,10 +68,7 @@ def compute_kernels() -> dict[str, Any]:
     import numpy as np
     from threadpoolctl import threadpool_info
 
-    try:
-        simd = np.show_config(mode="dicts").get("SIMD Extensions", {})
-    except (TypeError, AttributeError):  # NumPy < 1.26
-        simd = {}
+    simd = np.show_config(mode="dicts").get("SIMD Extensions", {})  # mode="dicts": NumPy >= 1.26, as required
     blas = [{key: pool.get(key) for key in ("internal_api", "version", "architecture", "threading_layer")}
             for pool in threadpool_info() if pool.get("user_api") == "blas"]
     return {"simd_baseline": list(simd.get("baseline", [])), "simd_found": list(simd.get("found", [])),
