@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mnistbench.errors import MnistbenchError
+from mnistbench.errors import DamagedFileError, MnistbenchError
 from mnistbench.io import atomic_path, load_npz, read_json, save_npz, write_json
 
 
@@ -57,15 +57,26 @@ def test_a_damaged_npz_is_one_line_naming_the_file_and_what_is_wrong(tmp_path):
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
-    with pytest.raises(MnistbenchError, match=r"arrays.npz is damaged \(bad CRC-32 in weights.npy\); restore or"):
+    with pytest.raises(DamagedFileError) as flipped:
         load_npz(path)
+    assert (flipped.value.path, flipped.value.problem) == (path, "bad CRC-32 in weights.npy")
+    assert str(flipped.value) == f"{path} is damaged (bad CRC-32 in weights.npy)"
     path.write_bytes(bytes(data[: len(data) // 2]))
-    with pytest.raises(MnistbenchError, match=r"is damaged \(truncated: not a complete .npz archive\)"):
+    with pytest.raises(DamagedFileError, match=r"is damaged \(truncated: not a complete .npz archive\)$"):
         load_npz(path)
 
 
 def test_a_damaged_json_is_one_line(tmp_path):
     path = tmp_path / "record.json"
     path.write_text('{"accuracy": 0.9', encoding="utf-8")
-    with pytest.raises(MnistbenchError, match=r"record.json is damaged \(not JSON: truncated or edited\)"):
+    with pytest.raises(DamagedFileError, match=r"record.json is damaged \(not JSON: truncated or edited\)$"):
         read_json(path)
+
+
+def test_a_damaged_file_error_is_a_mnistbench_error_that_takes_the_way_back_from_the_caller(tmp_path):
+    error = DamagedFileError(tmp_path / "seed0.npz", "bad CRC-32 in w1.npy")
+    restored = error.with_recovery("restore it: dvc checkout --force seed0.npz")
+    assert isinstance(restored, MnistbenchError)
+    assert str(restored) == f"{tmp_path / 'seed0.npz'} is damaged (bad CRC-32 in w1.npy); " \
+                            "restore it: dvc checkout --force seed0.npz"
+    assert (restored.path, restored.problem) == (error.path, error.problem)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mnistbench import __version__
-from mnistbench.errors import MnistbenchError
+from mnistbench.errors import DamagedFileError, MnistbenchError
 from mnistbench.params import Params, load_params
 from mnistbench.paths import Layout
 
@@ -177,6 +177,15 @@ def _record_journal(started: dict | None) -> None:
         record_completion(started)
 
 
+def _with_recovery(error: MnistbenchError, layout: Layout) -> MnistbenchError:
+    """A damaged file's error ends with the command that restores it, which only the pipeline's records know."""
+    if not isinstance(error, DamagedFileError) or error.recovery:
+        return error
+    from mnistbench.stages import restore_hint
+
+    return error.with_recovery(restore_hint(error.path, layout.root))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _interrupt_on_sigterm()
@@ -196,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         args.handler(params, args, layout)
         _record_journal(started)
     except MnistbenchError as error:
-        log.error("mnistbench %s: error: %s", args.stage, error, exc_info=args.debug)
+        log.error("mnistbench %s: error: %s", args.stage, _with_recovery(error, layout), exc_info=args.debug)
         return 2
     except KeyboardInterrupt:
         log.error("mnistbench %s: interrupted; nothing partial was kept", args.stage)

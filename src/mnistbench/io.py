@@ -1,7 +1,9 @@
 """Atomic file writes and the two formats results are stored in: JSON and NumPy .npz (never pickled).
 
 A writer first fills a temporary file beside the target, then renames it over the target, so an interrupted
-job leaves either the old file or no file, never a half-written one that a rerun would trust.
+job leaves either the old file or no file, never a half-written one that a rerun would trust. A reader that
+finds a file damaged raises DamagedFileError (which file, what is wrong); how to restore the file is the
+pipeline's knowledge, added by the CLI and `mnistbench.stages`, so this module imports nothing of theirs.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from mnistbench.errors import MnistbenchError
+from mnistbench.errors import DamagedFileError, MnistbenchError
 
 
 @contextmanager
@@ -51,9 +53,9 @@ def read_json(path: str | Path, needed_by: str = "this stage") -> Any:
         with open(path, encoding="utf-8") as handle:
             return json.load(handle)
     except UnicodeDecodeError as error:
-        raise _damaged(path, "not UTF-8 text") from error
+        raise DamagedFileError(path, "not UTF-8 text") from error
     except json.JSONDecodeError as error:
-        raise _damaged(path, "not JSON: truncated or edited") from error
+        raise DamagedFileError(path, "not JSON: truncated or edited") from error
 
 
 # np.savez stamps each member with the current time; a fixed stamp makes equal arrays give equal bytes, so
@@ -88,27 +90,20 @@ def load_npz(path: str | Path, needed_by: str = "this stage") -> dict[str, np.nd
     except zipfile.BadZipFile as error:
         crc = re.match(r"Bad CRC-32 for file '(.+)'", str(error))
         if crc:
-            raise _damaged(path, f"bad CRC-32 in {crc.group(1)}") from error
+            raise DamagedFileError(path, f"bad CRC-32 in {crc.group(1)}") from error
         if str(error) == "File is not a zip file":
-            raise _damaged(path, "truncated: not a complete .npz archive") from error
-        raise _damaged(path, f"not a valid .npz archive: {error}") from error
+            raise DamagedFileError(path, "truncated: not a complete .npz archive") from error
+        raise DamagedFileError(path, f"not a valid .npz archive: {error}") from error
     except (EOFError, ValueError, OSError, KeyError, zlib.error) as error:
-        raise _damaged(path, f"unreadable array data: {error}") from error
+        raise DamagedFileError(path, f"unreadable array data: {error}") from error
 
 
 def check_readable(path: str | Path) -> None:
-    """Read a whole .npz or .json back (every CRC checked); raise the one-line damaged-file error if it fails."""
+    """Read a whole .npz or .json back (every CRC checked); raise DamagedFileError if it fails."""
     if Path(path).suffix == ".npz":
         load_npz(path)
     elif Path(path).suffix == ".json":
         read_json(path)
-
-
-def _damaged(path: Path, what: str) -> MnistbenchError:
-    """The one-line error for a file that cannot be read: which file, what is wrong, and how to get it back."""
-    from mnistbench.stages import restore_hint
-
-    return MnistbenchError(f"{path} is damaged ({what}); {restore_hint(path)}")
 
 
 def _json_default(value: Any) -> Any:

@@ -36,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from mnistbench.errors import MnistbenchError
+from mnistbench.errors import DamagedFileError, MnistbenchError
 
 log = logging.getLogger(__name__)
 
@@ -349,8 +349,8 @@ def _damaged(stale: dict[str, Any], root: Path) -> list[str]:
                 if state == "modified" and (root / path).is_file():
                     try:
                         check_readable(root / path)
-                    except MnistbenchError as error:
-                        problems.append(str(error))
+                    except DamagedFileError as error:
+                        problems.append(str(error.with_recovery(restore_hint(error.path, root))))
     return problems
 
 

@@ -18,11 +18,10 @@ from sklearn.model_selection import train_test_split
 from mnistbench.data import checksums
 from mnistbench.data.checksums import array_sha256
 from mnistbench.data.raw import RawMnist, load_raw
-from mnistbench.errors import MnistbenchError, one_of
+from mnistbench.errors import DamagedFileError, MnistbenchError, one_of
 from mnistbench.io import read_json, save_npz, write_json
 from mnistbench.params import DataParams, Params
 from mnistbench.paths import Layout
-from mnistbench.stages import restore_hint
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +135,8 @@ def verify_raw(raw: RawMnist, source: dict[str, Any], layout: Layout) -> None:
     for name in ("images", "labels"):
         actual = array_sha256(getattr(raw, name))
         if name in expected and actual != expected[name]:
-            raise MnistbenchError(f"{layout.raw_npz}: {name} sha256 {actual} is not the {expected[name]} recorded "
-                                  f"in {layout.source_json}; {restore_hint(layout.raw_npz, layout.root)}")
+            problem = f"{name} sha256 {actual} is not the {expected[name]} recorded in {layout.source_json}"
+            raise DamagedFileError(layout.raw_npz, problem, summary=f"{layout.raw_npz}: {problem}")
 
 
 def run_prepare(params: Params, layout: Layout) -> None:
