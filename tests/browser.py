@@ -38,7 +38,12 @@ def load_in_chromium(html: Path) -> dict[str, Any]:
                 headings: Array.from(document.querySelectorAll('h2')).map(h => h.textContent),
                 images: document.images.length,
                 broken: Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).length,
-                height: document.documentElement.scrollHeight})""")
+                height: document.documentElement.scrollHeight,
+                scroll_width: document.documentElement.scrollWidth,
+                inner_width: window.innerWidth,
+                past_right_edge: Array.from(document.querySelectorAll('body *'))
+                    .filter(e => e.getBoundingClientRect().right > window.innerWidth)
+                    .map(e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : ''))})""")
             png = page.screenshot(full_page=True)
         finally:
             browser.close()

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from browser import CHROMIUM, EXTERNAL_SCHEMES, NO_CHROMIUM, WIDTH, load_in_chromium
-from synthetic_report import write_params, write_results
+from synthetic_report import sweep_models, write_params, write_results
 
 from mnistbench.report.render import run_report
 
@@ -27,6 +27,20 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     screenshot = root / "report_screenshot.png"
     screenshot.write_bytes(page["png"])
     page["screenshot"] = screenshot
+    return page
+
+
+@pytest.fixture(scope="module")
+def loaded_sweep(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A 16-model learning-rate sweep (two families of 8), with 10,000 test images."""
+    root = tmp_path_factory.mktemp("browser_sweep")
+    models, skill = sweep_models(8, ("scratch_sgd", "scratch_adam"))
+    data = {"n_train": 500, "n_val": 100, "n_test": 10_000}
+    params = write_params(root, data=data, models=models)
+    layout = write_results(root, params, frozenset({(next(iter(models)), 1)}), skill=skill)
+    run_report(params, layout)
+    page = load_in_chromium(layout.report_html)
+    (root / "report_screenshot.png").write_bytes(page["png"])
     return page
 
 
@@ -52,3 +66,11 @@ def test_screenshot_is_a_full_page_png(loaded):
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
     assert width == WIDTH and height == loaded["height"] > 2000
+
+
+@pytest.mark.parametrize("report", ["loaded", "loaded_sweep"], ids=["default", "16 models"])
+def test_report_fits_a_1280_px_window_without_scrolling_sideways(report, request):
+    page = request.getfixturevalue(report)
+    assert page["inner_width"] == WIDTH
+    assert page["past_right_edge"] == []
+    assert page["scroll_width"] <= page["inner_width"]
