@@ -8,6 +8,10 @@ min_version("9.0")
 configfile: "params.yaml"
 
 
+# `snakemake --report report.zip`: this text on its front page, the results marked report() in report.smk.
+report: "workflow/report/workflow.rst"
+
+
 # common.smk checks the params first, against workflow/schemas/params.schema.yaml, with the CLI's one-line messages.
 include: "workflow/rules/common.smk"
 

@@ -14,6 +14,7 @@ import random
 import signal
 import subprocess
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -232,10 +233,27 @@ def test_read_only_commands_change_no_file(work_repo, tmp_path):
     edit_params(work_repo, set_lr(0.05))
     before = snapshot(work_repo)
     assert (work_repo / ".snakemake/metadata").is_dir()
-    for command in [*READ_ONLY, ["snakemake", "--report", str(tmp_path / "report.html")]]:
+    reports = [["snakemake", "--report", str(tmp_path / name)] for name in ("report.html", "report.zip")]
+    for command in [*READ_ONLY, *reports]:
         run(work_repo, *command, check=False)
         assert snapshot(work_repo) == before, " ".join(command)
     assert snakemake_dry_run_jobs(work_repo) == jobs(*LR_STAGES)
+    assert_snakemake_report_holds_the_results(tmp_path / "report.zip", work_repo)
+
+
+def assert_snakemake_report_holds_the_results(report_zip: Path, repo: Path) -> None:
+    """Snakemake's report holds the comparison, the figures' data and the summary, byte for byte, by category."""
+    with zipfile.ZipFile(report_zip) as archive:
+        members = {name: archive.read(name) for name in archive.namelist() if not name.endswith("/")}
+    results = [content for name, content in members.items() if "/data/raw/" in name]  # NAME/data/raw/HASH/FILE
+    marked = ["reports/report.html", "reports/summary.json", "reports/plots/learning_curves.csv",
+              *(f"reports/plots/{folder}/{model}.csv" for folder in ("curves", "confusion")
+                for model in SMALL_PARAMS["models"])]
+    for name in marked:
+        assert (repo / name).read_bytes() in results, name
+    index = members[f"{report_zip.stem}/report.html"]
+    for category in (b"1. The comparison", b"2. Figures' data", b"3. Summary for DVC"):
+        assert category in index, category
 
 
 # --- Damaged files ----------------------------------------------------------------------------------------------
