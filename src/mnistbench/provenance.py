@@ -9,6 +9,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 # What decides a result: a change outside these (a rewritten output, a README edit) does not make the tree "dirty".
@@ -68,11 +69,32 @@ def compute_kernels() -> dict[str, Any]:
     import numpy as np
     from threadpoolctl import threadpool_info
 
-    simd = np.show_config(mode="dicts").get("SIMD Extensions", {})  # mode="dicts": NumPy >= 1.26, as required
-    blas = [{key: pool.get(key) for key in ("internal_api", "version", "architecture", "threading_layer")}
-            for pool in threadpool_info() if pool.get("user_api") == "blas"]
+    config = np.show_config(mode="dicts")  # mode="dicts": NumPy >= 1.26, as required
+    simd = config.get("SIMD Extensions", {})
+    pools = [pool for pool in threadpool_info() if pool.get("user_api") == "blas"]
+    own = numpy_blas_pool(pools, config.get("Build Dependencies", {}).get("blas", {}).get("version"))
     return {"simd_baseline": list(simd.get("baseline", [])), "simd_found": list(simd.get("found", [])),
-            "blas": blas}
+            "blas": [_blas_fields(pool) for pool in pools],
+            "numpy_blas": None if own is None else _blas_fields(own)}
+
+
+def numpy_blas_pool(pools: list[dict[str, Any]], built_version: str | None) -> dict[str, Any] | None:
+    """Of the BLAS libraries loaded (threadpoolctl pools), the one NumPy calls; None when it cannot be told.
+
+    SciPy's wheels bring their own OpenBLAS, loaded beside NumPy's once SciPy is imported; that one computes
+    NumPy's matrix products no more than any other library's. NumPy's wheels keep theirs in numpy.libs (Linux,
+    Windows) or numpy/.dylibs (macOS); elsewhere (conda, a system BLAS) the one library of the version NumPy was
+    built against is taken.
+    """
+    shipped = [pool for pool in pools if any(part.startswith("numpy") for part in Path(pool["filepath"]).parent.parts)]
+    if len(shipped) == 1:
+        return shipped[0]
+    built = [pool for pool in pools if built_version and pool.get("version") == built_version]
+    return built[0] if len(built) == 1 else (pools[0] if len(pools) == 1 else None)
+
+
+def _blas_fields(pool: dict[str, Any]) -> dict[str, Any]:
+    return {key: pool.get(key) for key in ("internal_api", "version", "architecture", "threading_layer")}
 
 
 @cache
