@@ -7,6 +7,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -14,6 +15,8 @@ from typing import Any
 
 # What decides a result: a change outside these (a rewritten output, a README edit) does not make the tree "dirty".
 RESULT_INPUTS = ("src", "workflow", "Snakefile", "dvc.yaml", "params.yaml", "pyproject.toml")
+# When this module was first imported: the process start where /proc cannot tell it.
+_IMPORTED = time.time()
 PACKAGES = ("numpy", "scipy", "pandas", "scikit-learn", "matplotlib", "torch", "snakemake", "dvc", "mnistbench")
 
 
@@ -31,6 +34,29 @@ def provenance(threads: int | None = None, device: str | None = None) -> dict[st
         "device": device or "cpu",
         "kernels": compute_kernels(),
     }
+
+
+def job_timing() -> dict[str, float]:
+    """This job's own clock: {"started": Unix time the process started, "seconds": wall seconds since then}.
+
+    Stages put it in their records just before writing them, so that the report can lay every job of a pipeline on
+    one time line (mnistbench.report.context.pipeline_account).
+    """
+    started = process_started()
+    return {"started": started, "seconds": time.time() - started}
+
+
+@cache
+def process_started() -> float:
+    """Unix time at which this process started: from /proc on Linux (to a clock tick, 10 ms), which counts the
+    interpreter's start and every import; elsewhere when this module was imported."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as handle:
+            ticks_after_boot = int(handle.read().rsplit(")", 1)[1].split()[19])
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks_after_boot / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return _IMPORTED
+    return time.time() - age
 
 
 @cache
