@@ -4,10 +4,11 @@
 dvc.yaml, params.yaml and dvc.lock again and rewrites dvc.lock, all with ruamel.yaml in pure Python. dvc.lock grows
 with the stages recorded, so N targets cost O(N^2) parsing: about a second per stage at 93 stages. Here the stages
 are read once (`Repo.index.stages`), each is saved and committed exactly as `dvc commit --force` does (`Stage.save`,
-`Stage.commit`), and each lock file is written once (`ProjectFile.dump_stages(..., update_pipeline=False)`), all
-under DVC's repository lock: the body of `dvc.repo.commit.commit`, for a chosen set of stages rather than one target
-or all of them. tests/test_dvc_record.py checks that the lock file it writes is the one `dvc commit --force` writes,
-so a DVC release that changes these names or their behaviour fails there, naming the version.
+`Stage.commit`), each lock file is written once (`ProjectFile.dump_stages(..., update_pipeline=False)`) and
+params.yaml is parsed once (`params_read_once`), all under DVC's repository lock: the body of
+`dvc.repo.commit.commit`, for a chosen set of stages rather than one target or all of them. tests/test_dvc_record.py
+checks that the lock file it writes is the one `dvc commit --force` writes, so a DVC release that changes these
+names or their behaviour fails there, naming the version.
 
 Run as `python -m mnistbench.dvc_record STAGE...` from the project root (mnistbench.stages.sync_dvc does), so that
 DVC's imports and logging stay out of the Snakemake process.
@@ -15,9 +16,12 @@ DVC's imports and logging stay out of the Snakemake process.
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from mnistbench.errors import MnistbenchError
 
@@ -32,7 +36,7 @@ def commit_stages(names: Iterable[str]) -> list[str]:
     from dvc.repo import Repo, lock_repo
 
     wanted = sorted(set(names))
-    with Repo() as repo, lock_repo(repo):
+    with Repo() as repo, lock_repo(repo), params_read_once():
         stages = {_status_name(stage, repo.root_dir): stage for stage in repo.index.stages}
         unknown = [name for name in wanted if name not in stages]
         if unknown:
@@ -46,6 +50,30 @@ def commit_stages(names: Iterable[str]) -> list[str]:
         for group in by_file.values():
             group[0].dvcfile.dump_stages(group, update_pipeline=False)
     return wanted
+
+
+@contextmanager
+def params_read_once() -> Iterator[None]:
+    """While it lasts, DVC parses each params file once, not three times per stage (`ParamsDependency.save`, and the
+    run cache's `_can_hash` and `_get_stage_hash`): with ruamel.yaml in pure Python and a params.yaml that grows
+    with the models, that was most of the time left. The repository is locked and nothing edits params meanwhile;
+    each caller gets its own copy."""
+    from dvc.dependency import param
+
+    original = param.load_path
+    parsed: dict[tuple[str, int, str], Any] = {}
+
+    def load_once(path, fs, **kwargs):
+        key = (path, id(fs), repr(sorted(kwargs.items())))
+        if key not in parsed:
+            parsed[key] = original(path, fs, **kwargs)
+        return copy.deepcopy(parsed[key])
+
+    param.load_path = load_once
+    try:
+        yield
+    finally:
+        param.load_path = original
 
 
 def _status_name(stage, root_dir: str) -> str:
