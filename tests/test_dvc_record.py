@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from pipeline_helpers import run
 
-from mnistbench.dvc_record import commit_stages
+from mnistbench.dvc_record import commit_stages, status
 from mnistbench.errors import MnistbenchError
 
 DVC = f"dvc {importlib.metadata.version('dvc')}"
@@ -73,3 +73,14 @@ def test_an_unknown_stage_records_nothing(project, monkeypatch):
     with pytest.raises(MnistbenchError, match="no stage make@3"):
         commit_stages(["make@1", "make@3"])
     assert not (project / "dvc.lock").exists()
+
+
+def test_status_is_what_dvc_status_json_prints(project, monkeypatch):
+    monkeypatch.chdir(project)
+    commit_stages(["make@1", "make@2", "summary"])
+    assert status() == {}
+    (project / "params.yaml").write_text("scale: 4\n")
+    (project / "out1.txt").write_text("changed\n")
+    by_cli = json.loads(run(project, "dvc", "status", "--json").stdout)
+    assert set(by_cli) == {"make@1", "make@2", "summary"}, f"{DVC}: {by_cli}"
+    assert status() == by_cli, f"{DVC}: mnistbench.dvc_record.status no longer gives what `dvc status --json` prints"

@@ -309,11 +309,15 @@ class Alignment:
             ancient(DVC_STALE_MARKER)]
 
 
+# `dvc status --json`, with params.yaml parsed once rather than once per stage (mnistbench.dvc_record.status).
+DVC_STATUS_JSON = [sys.executable, "-m", "mnistbench.dvc_record", "--status"]
+
+
 def align_with_dvc(root: Path = Path(".")) -> Alignment:
     """Ask DVC (`dvc status --json`, read-only) which stages are stale; date the marker when any is."""
     if not _is_dvc_project(root):
         return Alignment(available=False)
-    result = subprocess.run(["dvc", "status", "--json"], cwd=root, capture_output=True, text=True)
+    result = subprocess.run(DVC_STATUS_JSON, cwd=root, capture_output=True, text=True)
     try:
         stale = json.loads(result.stdout or "{}") if result.returncode == 0 else None
     except json.JSONDecodeError:
