@@ -1,14 +1,18 @@
-"""Epoch time of scratch Adam vs torch Adam on the CPU, against the bare matrix products of the same epoch.
+"""Epoch time of scratch vs torch vs scikit-learn on the CPU, per optimizer, against the bare matrix products.
 
-For every BLAS/torch thread count, training-set size and batch size, the pipeline's own backends (set up as a
-`mnistbench train` job sets them up) train from the same initial weights on the same batches. Each
+For every optimizer recipe (`RECIPES`: one entry per row), BLAS/torch thread count, training-set size and batch
+size, the pipeline's own backends (set up as a `mnistbench train` job sets them up) train from the same initial
+weights on the same batches. scikit-learn's `MLPClassifier` (784-128-10 ReLU, the same solver, learning rate and
+batch size, alpha=0, float32) is the peer a user would pick instead: it uses its own initialization and its own
+shuffling, so its accuracy is comparable and its bits are not. After the timed runs every implementation has
+trained the same number of epochs; its test accuracy (data/prepared/test.npz) is reported beside its time. Each
 measurement is the best of `--repeats` timed runs after one warm-up (the machine is shared: the best run is
 the one least disturbed). A run is one epoch, or several epochs for the small set so that a run lasts about
 as long as one epoch on 55,000 rows. The bare matrix products are the five GEMMs a step needs
 (forward x@w1, h@w2; backward h.T@d, d@w2.T, x.T@dh) on contiguous batches with preallocated outputs.
 Finally the peak memory (max RSS) of one real `mnistbench train` job on full MNIST is read from its record.
 
-    python bench/bench_epoch.py                 # everything (about 2 minutes on 2 idle cores)
+    python bench/bench_epoch.py                 # everything (about 5 minutes on 2 idle cores)
     python bench/bench_epoch.py --threads 1 --rows 1000 --batches 0 --no-memory
 
 Writes bench/results/epoch.md and bench/results/epoch.json and prints the table.
@@ -28,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from common import REPO, adam_run, backend_for, training_rows
+from common import REPO, backend_for, recipe_run, test_rows, training_rows
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from mnistbench.io import read_json, save_npz, write_json
@@ -41,6 +45,20 @@ RESULTS = REPO / "bench" / "results"
 MODEL = NetworkParams(hidden=128, init="xavier_uniform", dtype="float32")
 TARGET_VS_TORCH = {32: 0.6, 128: 0.6, 0: 0.8}
 TARGET_VS_MATMUL = 1.3
+IMPLEMENTATIONS = ("scratch", "torch", "sklearn")
+
+# One row per optimizer (at every batch size): its keys as in a `models` entry of params.yaml. Adding an optimizer
+# is one entry here (and one in SKLEARN_SOLVERS where scikit-learn has it).
+RECIPES: dict[str, dict] = {
+    "adam": {"optimizer": "adam", "lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
+}
+# The MLPClassifier arguments of a recipe, for the optimizers scikit-learn has (its `adam` and `sgd` solvers).
+SKLEARN_SOLVERS: dict[str, Callable[[dict], dict]] = {
+    "adam": lambda recipe: {"solver": "adam", "beta_1": recipe["beta1"], "beta_2": recipe["beta2"],
+                            "epsilon": recipe["eps"]},
+    "sgd": lambda recipe: {"solver": "sgd", "momentum": recipe.get("momentum", 0.0), "nesterovs_momentum": False,
+                           "learning_rate": "constant"},
+}
 
 
 def best_seconds(runs: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
@@ -58,10 +76,17 @@ def best_seconds(runs: dict[str, Callable[[], None]], repeats: int) -> dict[str,
     return {name: min(values) for name, values in timings.items()}
 
 
-def backend_epochs(impl: str, images: np.ndarray, labels: np.ndarray, batch_size: int, threads: int,
-                   epochs: int) -> Callable[[], None]:
-    """A run of `epochs` Adam epochs of the pipeline backend `impl` (same init and batch order for every impl)."""
-    backend = backend_for(adam_run(impl, batch_size), MODEL, images, labels, threads)
+class Trainee:
+    """One implementation under test: `run_once()` trains it for a run's epochs, `predict(images)` gives (n,) labels."""
+
+    def __init__(self, run_once: Callable[[], None], predict: Callable[[np.ndarray], np.ndarray]) -> None:
+        self.run_once, self.predict = run_once, predict
+
+
+def backend_epochs(impl: str, recipe: dict, images: np.ndarray, labels: np.ndarray, batch_size: int, threads: int,
+                   epochs: int) -> Trainee:
+    """Runs of `epochs` epochs of the pipeline backend `impl` (same init and batch order for every impl)."""
+    backend = backend_for(recipe_run(impl, batch_size, recipe), MODEL, images, labels, threads)
     _, batch_rng = generators(0)
     epoch_plan = [epoch_batches(len(labels), batch_size, batch_rng) for _ in range(epochs)]
 
@@ -69,7 +94,27 @@ def backend_epochs(impl: str, images: np.ndarray, labels: np.ndarray, batch_size
         for batches in epoch_plan:
             backend.train_epoch(batches)
 
-    return run_once
+    return Trainee(run_once, lambda test_images: np.argmax(backend.predict_logits(test_images), axis=1))
+
+
+def sklearn_epochs(recipe: dict, images: np.ndarray, labels: np.ndarray, batch_size: int,
+                   epochs: int) -> Trainee | None:
+    """Runs of `epochs` epochs of scikit-learn's MLPClassifier at the same recipe (`partial_fit` is one epoch, its
+    own shuffling); None where scikit-learn lacks the optimizer."""
+    if recipe["optimizer"] not in SKLEARN_SOLVERS:
+        return None
+    from sklearn.neural_network import MLPClassifier
+
+    classifier = MLPClassifier(hidden_layer_sizes=(MODEL.hidden,), activation="relu", alpha=0.0,
+                               batch_size=batch_size or len(labels), learning_rate_init=recipe["lr"], shuffle=True,
+                               random_state=0, **SKLEARN_SOLVERS[recipe["optimizer"]](recipe))
+    classes = np.arange(10)
+
+    def run_once() -> None:
+        for _ in range(epochs):
+            classifier.partial_fit(images, labels, classes=classes)
+
+    return Trainee(run_once, classifier.predict)
 
 
 def matmul_epochs(images: np.ndarray, batch_size: int, epochs: int) -> Callable[[], None]:
@@ -102,22 +147,30 @@ def matmul_epochs(images: np.ndarray, batch_size: int, epochs: int) -> Callable[
     return run_once
 
 
-def measure(threads: int, rows: int, batch_size: int, repeats: int) -> dict:
+def measure(recipe_name: str, threads: int, rows: int, batch_size: int, repeats: int) -> dict:
+    recipe = RECIPES[recipe_name]
     images, labels, source = training_rows(rows)
+    test_images, test_labels, test_source = test_rows()
     epochs = math.ceil(20_000 / rows) if rows < 20_000 else 1  # a run of the small set lasts like a big epoch
     with threadpool_limits(limits=threads):
-        runs = {
-            "scratch": backend_epochs("scratch", images, labels, batch_size, threads, epochs),
-            "torch": backend_epochs("torch", images, labels, batch_size, threads, epochs),
-            "matmul": matmul_epochs(images, batch_size, epochs),
-        }
+        trainees = {impl: backend_epochs(impl, recipe, images, labels, batch_size, threads, epochs)
+                    for impl in ("scratch", "torch")}
+        trainees["sklearn"] = sklearn_epochs(recipe, images, labels, batch_size, epochs)
+        trainees = {impl: trainee for impl, trainee in trainees.items() if trainee is not None}
+        runs = {impl: trainee.run_once for impl, trainee in trainees.items()}
+        runs["matmul"] = matmul_epochs(images, batch_size, epochs)
         best = {name: seconds / epochs for name, seconds in best_seconds(runs, repeats).items()}
+        accuracy = {impl: float(np.mean(trainee.predict(test_images) == test_labels))
+                    for impl, trainee in trainees.items()}
     scratch, torch_cpu, matmul = best["scratch"], best["torch"], best["matmul"]
     result = {
+        "optimizer": recipe_name, "recipe": recipe,
         "threads": threads, "rows": rows, "batch_size": batch_size, "data": source, "epochs_per_run": epochs,
         "steps_per_epoch": math.ceil(rows / (batch_size or rows)),
-        "scratch_s": scratch, "torch_s": torch_cpu, "matmul_s": matmul,
+        "scratch_s": scratch, "torch_s": torch_cpu, "sklearn_s": best.get("sklearn"), "matmul_s": matmul,
         "scratch_vs_torch": scratch / torch_cpu, "scratch_vs_matmul": scratch / matmul,
+        "epochs_trained": (repeats + 1) * epochs, "test_data": test_source,
+        "test_accuracy": {impl: accuracy.get(impl) for impl in IMPLEMENTATIONS},
         "load_average_1min": os.getloadavg()[0],
     }
     result["meets_torch_target"] = result["scratch_vs_torch"] <= TARGET_VS_TORCH[batch_size]
@@ -162,36 +215,46 @@ def write_random_prepared(layout: Layout) -> None:
     write_json(layout.stats_json, {})
 
 
-HEADER = ("| threads | rows | batch | steps/epoch | scratch s/epoch | torch s/epoch | matmul s/epoch "
-          "| scratch/torch (target) | scratch/matmul (target 1.3) | load |\n|---|---|---|---|---|---|---|---|---|---|")
+HEADER = ("| optimizer | threads | rows | batch | steps/epoch | scratch s/epoch | torch s/epoch | sklearn s/epoch "
+          "| matmul s/epoch | scratch/torch (target) | scratch/matmul (target 1.3) "
+          "| test accuracy scratch / torch / sklearn (epochs) | load |\n" + "|---" * 13 + "|")
 
 
 def format_row(r: dict) -> str:
     batch = r["batch_size"] or "full"
     mark = {True: "ok", False: "MISSED"}
-    return (f"| {r['threads']} | {r['rows']} | {batch} | {r['steps_per_epoch']} | {r['scratch_s']:.4f} "
-            f"| {r['torch_s']:.4f} | {r['matmul_s']:.4f} "
+    sklearn = "n/a" if r["sklearn_s"] is None else f"{r['sklearn_s']:.4f}"
+    accuracy = " / ".join("n/a" if r["test_accuracy"][impl] is None else f"{100 * r['test_accuracy'][impl]:.2f}%"
+                          for impl in IMPLEMENTATIONS)
+    return (f"| {r['optimizer']} | {r['threads']} | {r['rows']} | {batch} | {r['steps_per_epoch']} "
+            f"| {r['scratch_s']:.4f} | {r['torch_s']:.4f} | {sklearn} | {r['matmul_s']:.4f} "
             f"| {r['scratch_vs_torch']:.2f} ({TARGET_VS_TORCH[r['batch_size']]}, {mark[r['meets_torch_target']]}) "
-            f"| {r['scratch_vs_matmul']:.2f} ({mark[r['meets_matmul_target']]}) | {r['load_average_1min']:.1f} |")
+            f"| {r['scratch_vs_matmul']:.2f} ({mark[r['meets_matmul_target']]}) "
+            f"| {accuracy} ({r['epochs_trained']}) | {r['load_average_1min']:.1f} |")
 
 
 def thread_comparison(results: list[dict]) -> list[str]:
     """For each (rows, batch): the 2-thread time over the 1-thread time, per implementation."""
-    by_key = {(r["threads"], r["rows"], r["batch_size"]): r for r in results}
-    lines = ["| rows | batch | scratch 2T/1T | torch 2T/1T |", "|---|---|---|---|"]
-    for (threads, rows, batch), one in by_key.items():
-        two = by_key.get((2, rows, batch))
+    by_key = {(r["optimizer"], r["threads"], r["rows"], r["batch_size"]): r for r in results}
+    lines = ["| optimizer | rows | batch | scratch 2T/1T | torch 2T/1T | sklearn 2T/1T |", "|---|---|---|---|---|---|"]
+    for (optimizer, threads, rows, batch), one in by_key.items():
+        two = by_key.get((optimizer, 2, rows, batch))
         if threads == 1 and two:
-            lines.append(f"| {rows} | {batch or 'full'} | {two['scratch_s'] / one['scratch_s']:.2f} "
-                         f"| {two['torch_s'] / one['torch_s']:.2f} |")
+            sklearn = f"{two['sklearn_s'] / one['sklearn_s']:.2f}" if one["sklearn_s"] and two["sklearn_s"] else "n/a"
+            lines.append(f"| {optimizer} | {rows} | {batch or 'full'} | {two['scratch_s'] / one['scratch_s']:.2f} "
+                         f"| {two['torch_s'] / one['torch_s']:.2f} | {sklearn} |")
     return lines
 
 
 def markdown(results: list[dict], memory: list[dict], repeats: int, load: tuple[float, float]) -> str:
     lines = [
-        "# Epoch time: scratch Adam vs torch Adam (CPU), and the bare matrix products",
+        "# Epoch time: scratch vs torch vs scikit-learn (CPU), and the bare matrix products",
         "",
-        f"Best of {repeats} timed runs after a warm-up, scratch, torch and matmul runs alternating; "
+        "scikit-learn's MLPClassifier: same data, 784-128-10 ReLU, same solver, learning rate and batch size, "
+        "alpha=0, float32; its own initialization and shuffling. Test accuracy after the epochs trained by the "
+        "warm-up and timed runs together.",
+        "",
+        f"Best of {repeats} timed runs after a warm-up, scratch, torch, sklearn and matmul runs alternating; "
         f"1-minute load average {load[0]:.2f} before, "
         f"{load[1]:.2f} after (2 cores, shared with other jobs: timings are noisy, the best run is reported).",
         "",
@@ -202,7 +265,7 @@ def markdown(results: list[dict], memory: list[dict], repeats: int, load: tuple[
         "",
         *thread_comparison(results),
     ]
-    article = [r for r in results if r["rows"] == 1000 and r["batch_size"] == 0]
+    article = [r for r in results if r["rows"] == 1000 and r["batch_size"] == 0 and r["optimizer"] == "adam"]
     if article:
         lines += ["", "## The article's recipe (100 full-batch Adam epochs on 1,000 images)", ""]
         lines += [f"- {r['threads']} thread(s): scratch {100 * r['scratch_s']:.2f} s, torch {100 * r['torch_s']:.2f} s "
@@ -216,6 +279,7 @@ def markdown(results: list[dict], memory: list[dict], repeats: int, load: tuple[
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--optimizers", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--rows", type=int, nargs="+", default=[55_000, 1_000])
     parser.add_argument("--batches", type=int, nargs="+", default=[32, 128, 0], help="0 = full batch")
@@ -229,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         peak_memory_mb("scratch_adam"), peak_memory_mb("scratch_adam", batch_size=0), peak_memory_mb("torch_adam"),
         peak_memory_mb("torch_adam", batch_size=0)]
     print(HEADER)
-    results = [measure(threads, rows, batch, args.repeats)
+    results = [measure(optimizer, threads, rows, batch, args.repeats) for optimizer in args.optimizers
                for threads in args.threads for rows in args.rows for batch in args.batches]
     text = markdown(results, memory, args.repeats, (load_before, os.getloadavg()[0]))
     print(text)

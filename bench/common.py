@@ -28,8 +28,24 @@ def training_rows(rows: int) -> tuple[np.ndarray, np.ndarray, str]:
 
 def adam_run(impl: str, batch_size: int, device: str = "cpu") -> RunParams:
     """The default Adam recipe (lr 1e-3) for one epoch at `batch_size` on `impl`."""
-    return RunParams(name=f"bench_{impl}_{device}", impl=impl, optimizer="adam", lr=1e-3, beta1=0.9, beta2=0.999,
-                     eps=1e-8, weight_decay=0.0, epochs=1, batch_size=batch_size, device=device)
+    adam = {"optimizer": "adam", "lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0}
+    return recipe_run(impl, batch_size, adam, device)
+
+
+def recipe_run(impl: str, batch_size: int, recipe: dict, device: str = "cpu") -> RunParams:
+    """One epoch at `batch_size` on `impl` of `recipe` (optimizer and its keys, as in a `models` entry)."""
+    return RunParams(name=f"bench_{impl}_{device}", impl=impl, epochs=1, batch_size=batch_size, device=device,
+                     **recipe)
+
+
+def test_rows() -> tuple[np.ndarray, np.ndarray, str]:
+    """(n, 784) float32 test images and (n,) int64 labels: data/prepared/test.npz, else 1,000 random rows."""
+    path = REPO / Layout().prepared_split("test")
+    if path.is_file():
+        test_set = load_npz(path)
+        return test_set["images"], test_set["labels"].astype(np.int64), "data/prepared/test.npz"
+    rng = np.random.default_rng(1)
+    return rng.random((1000, 784), dtype=np.float32), rng.integers(0, 10, 1000).astype(np.int64), "random float32"
 
 
 def backend_for(run: RunParams, network: NetworkParams, images: np.ndarray, labels: np.ndarray,

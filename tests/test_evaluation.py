@@ -14,7 +14,8 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 
 from mnistbench.cli import main
 from mnistbench.errors import MnistbenchError
-from mnistbench.evaluation import run_evaluate, worst_mistakes
+from mnistbench.evaluation import CLASSES, classification_metrics, run_evaluate, worst_mistakes
+from mnistbench.evaluation import softmax as evaluation_softmax
 from mnistbench.io import save_npz, write_json
 from mnistbench.params import load_params
 from mnistbench.paths import Layout
@@ -228,3 +229,25 @@ def test_both_implementations_evaluate_a_deeper_network_as_a_plain_forward_pass(
         save_npz(layout.weights(model, 0), weights)
         write_json(layout.train_report(model, 0), {"status": "ok", "diverged_epoch": None, **record})
         assert evaluated(params, layout, model)["test_accuracy"] == pytest.approx(expected, abs=2 / N_TEST)
+
+
+@pytest.mark.parametrize("trial", range(6))
+def test_metrics_are_scikit_learns_bit_for_bit(trial):
+    """Computed in NumPy (importing sklearn.metrics cost more than the evaluation): scikit-learn is the oracle,
+    including classes never predicted or never present (zero_division=0)."""
+    rng = np.random.default_rng(trial)
+    labels = rng.integers(0, 10 - trial, size=300)
+    predicted = np.where(rng.random(300) < 0.7, labels, rng.integers(0, 10 - 2 * (trial % 3), size=300))
+    metrics = classification_metrics(labels, predicted)
+    precision, recall, f1, support = precision_recall_fscore_support(labels, predicted, labels=CLASSES,
+                                                                     zero_division=0)
+    assert metrics["per_class"] == {"precision": precision.tolist(), "recall": recall.tolist(), "f1": f1.tolist(),
+                                    "support": support.tolist()}
+    assert metrics["macro_f1"] == f1_score(labels, predicted, labels=CLASSES, average="macro", zero_division=0)
+    assert metrics["test_accuracy"] == accuracy_score(labels, predicted)
+    assert metrics["confusion_matrix"] == confusion_matrix(labels, predicted, labels=CLASSES).tolist()
+
+
+def test_softmax_is_scipys_bit_for_bit():
+    logits = np.random.default_rng(0).normal(scale=30.0, size=(200, 10))
+    np.testing.assert_array_equal(evaluation_softmax(logits), softmax(logits, axis=1))

@@ -186,6 +186,20 @@ def _with_recovery(error: MnistbenchError, layout: Layout) -> MnistbenchError:
     return error.with_recovery(restore_hint(error.path, layout.root))
 
 
+def job_clock_path(log_path: Path) -> Path:
+    """Where a stage leaves its job clock (mnistbench.provenance.job_timing), beside its log: logs/prepare.job.json."""
+    return log_path.with_name(f"{log_path.stem}.job.json")
+
+
+def _write_job_clock(args: argparse.Namespace, log_path: Path) -> None:
+    """After a pipeline stage succeeded: its start and wall time, for the report's account of the pipeline's time."""
+    if args.stage in ("download", "prepare", "train", "evaluate", "report"):
+        from mnistbench.io import write_json
+        from mnistbench.provenance import job_timing
+
+        write_json(job_clock_path(log_path), job_timing())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _interrupt_on_sigterm()
@@ -197,13 +211,15 @@ def main(argv: list[str] | None = None) -> int:
         import os
 
         os.environ["TQDM_DISABLE"] = "1"
-    configure_logging(args.log or default_log_path(args, layout))
+    log_path = args.log or default_log_path(args, layout)
+    configure_logging(log_path)
     start = time.perf_counter()
     try:
         params = load_params(args.params)
         started = _begin_journal(args)
         args.handler(params, args, layout)
         _record_journal(started)
+        _write_job_clock(args, log_path)
     except MnistbenchError as error:
         log.error("mnistbench %s: error: %s", args.stage, _with_recovery(error, layout), exc_info=args.debug)
         return 2

@@ -1,9 +1,11 @@
 """The evaluate stage: test accuracy, loss, per-class metrics, worst mistakes and inference throughput of one run.
 
-The model is run by its own implementation (scratch: NumPy; torch: PyTorch on the run's device). Metrics come
-from scikit-learn. A diverged run (non-finite weights) still gets a record: its metrics are computed as is from
-what the weights output (NumPy's argmax lets a NaN win, so an all-NaN row predicts class 0), non-finite numbers
-are stored as null, and worst mistakes are taken from rows with finite logits only.
+The model is run by its own implementation (scratch: NumPy; torch: PyTorch on the run's device). Metrics are
+computed from the confusion matrix in NumPy, with scikit-learn's definitions (tests/test_evaluation.py holds them
+to scikit-learn): importing sklearn.metrics and scipy.special took longer than the whole evaluation.
+A diverged run (non-finite weights) still gets a record: its metrics are computed as is from what the weights
+output (NumPy's argmax lets a NaN win, so an all-NaN row predicts class 0), non-finite numbers are stored as
+null, and worst mistakes are taken from rows with finite logits only.
 """
 
 from __future__ import annotations
@@ -14,8 +16,6 @@ import time
 from typing import Any
 
 import numpy as np
-from scipy.special import softmax
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 from threadpoolctl import threadpool_limits
 
 from mnistbench.backends import N_CLASSES, Backend, make_backend
@@ -23,7 +23,7 @@ from mnistbench.data.checksums import array_sha256, file_digest
 from mnistbench.io import load_npz, read_json, write_json
 from mnistbench.params import Params
 from mnistbench.paths import Layout
-from mnistbench.provenance import provenance
+from mnistbench.provenance import job_timing, provenance
 from mnistbench.scratch.losses import cross_entropy
 
 log = logging.getLogger(__name__)
@@ -32,20 +32,41 @@ CLASSES = list(range(N_CLASSES))
 
 
 def classification_metrics(labels: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:
-    """labels, predicted: (n,) int -> accuracy, per-class precision/recall/F1/support, macro F1, confusion matrix.
+    """labels, predicted: (n,) int in [0, 10) -> accuracy, per-class precision/recall/F1/support, macro F1, confusion
+    matrix, as scikit-learn defines them (zero_division=0: a class never predicted has precision 0).
 
     The confusion matrix has rows = true label, columns = predicted label (scikit-learn's convention).
     """
-    precision, recall, f1, support = precision_recall_fscore_support(
-        labels, predicted, labels=CLASSES, zero_division=0
-    )
+    matrix = confusion(labels, predicted)
+    true_positives = np.diag(matrix).astype(np.float64)
+    support, predicted_count = matrix.sum(axis=1), matrix.sum(axis=0)
+    f1 = divide_or_zero(2.0 * true_positives, support + predicted_count.astype(np.float64))
     return {
-        "test_accuracy": float(accuracy_score(labels, predicted)),
-        "per_class": {"precision": precision.tolist(), "recall": recall.tolist(), "f1": f1.tolist(),
+        "test_accuracy": float(np.mean(labels == predicted)),
+        "per_class": {"precision": divide_or_zero(true_positives, predicted_count).tolist(),
+                      "recall": divide_or_zero(true_positives, support).tolist(), "f1": f1.tolist(),
                       "support": support.tolist()},
-        "macro_f1": float(f1_score(labels, predicted, labels=CLASSES, average="macro", zero_division=0)),
-        "confusion_matrix": confusion_matrix(labels, predicted, labels=CLASSES).tolist(),
+        "macro_f1": float(np.mean(f1)),
+        "confusion_matrix": matrix.tolist(),
     }
+
+
+def confusion(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """(N_CLASSES, N_CLASSES) int64 counts: row = true label, column = predicted label."""
+    pairs = np.asarray(labels, dtype=np.int64) * N_CLASSES + np.asarray(predicted, dtype=np.int64)
+    return np.bincount(pairs, minlength=N_CLASSES * N_CLASSES).reshape(N_CLASSES, N_CLASSES)
+
+
+def divide_or_zero(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator in float64, 0 where the denominator is 0 (scikit-learn's zero_division=0)."""
+    denominator = np.asarray(denominator, dtype=np.float64)
+    return np.divide(numerator, denominator, out=np.zeros_like(denominator), where=denominator != 0)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of (n, k) float logits, computed as scipy.special.softmax does (shift by the row maximum)."""
+    shifted = np.exp(logits - np.max(logits, axis=1, keepdims=True))
+    return shifted / np.sum(shifted, axis=1, keepdims=True)
 
 
 def worst_mistakes(
@@ -102,7 +123,7 @@ def evaluate_logits(
     logits64 = logits.astype(np.float64)
     predicted = np.argmax(logits64, axis=1)
     with np.errstate(invalid="ignore", over="ignore"):
-        probabilities = softmax(logits64, axis=1)
+        probabilities = softmax(logits64)
         test_loss = cross_entropy(logits64, labels)
     return {
         "n_test": len(labels),
@@ -162,6 +183,7 @@ def run_evaluate(params: Params, model_name: str, seed: int, threads: int, layou
         },
         "provenance": provenance(threads=threads, device=backend.device_name),
     }
+    record["job"] = job_timing()
     write_json(layout.eval_report(model_name, seed), record)
     log.info("%s seed %d: test accuracy %.4f, %.0f images/s on %s", model_name, seed, record["test_accuracy"],
              inference["images_per_second"] or 0.0, backend.device_name)

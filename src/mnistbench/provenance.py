@@ -7,12 +7,16 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 # What decides a result: a change outside these (a rewritten output, a README edit) does not make the tree "dirty".
 RESULT_INPUTS = ("src", "workflow", "Snakefile", "dvc.yaml", "params.yaml", "pyproject.toml")
+# When this module was first imported: the process start where /proc cannot tell it.
+_IMPORTED = time.time()
 PACKAGES = ("numpy", "scipy", "pandas", "scikit-learn", "matplotlib", "torch", "snakemake", "dvc", "mnistbench")
 
 
@@ -30,6 +34,29 @@ def provenance(threads: int | None = None, device: str | None = None) -> dict[st
         "device": device or "cpu",
         "kernels": compute_kernels(),
     }
+
+
+def job_timing() -> dict[str, float]:
+    """This job's own clock: {"started": Unix time the process started, "seconds": wall seconds since then}.
+
+    Stages put it in their records just before writing them, so that the report can lay every job of a pipeline on
+    one time line (mnistbench.report.context.pipeline_account).
+    """
+    started = process_started()
+    return {"started": started, "seconds": time.time() - started}
+
+
+@cache
+def process_started() -> float:
+    """Unix time at which this process started: from /proc on Linux (to a clock tick, 10 ms), which counts the
+    interpreter's start and every import; elsewhere when this module was imported."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as handle:
+            ticks_after_boot = int(handle.read().rsplit(")", 1)[1].split()[19])
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks_after_boot / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return _IMPORTED
+    return time.time() - age
 
 
 @cache
@@ -68,11 +95,32 @@ def compute_kernels() -> dict[str, Any]:
     import numpy as np
     from threadpoolctl import threadpool_info
 
-    simd = np.show_config(mode="dicts").get("SIMD Extensions", {})  # mode="dicts": NumPy >= 1.26, as required
-    blas = [{key: pool.get(key) for key in ("internal_api", "version", "architecture", "threading_layer")}
-            for pool in threadpool_info() if pool.get("user_api") == "blas"]
+    config = np.show_config(mode="dicts")  # mode="dicts": NumPy >= 1.26, as required
+    simd = config.get("SIMD Extensions", {})
+    pools = [pool for pool in threadpool_info() if pool.get("user_api") == "blas"]
+    own = numpy_blas_pool(pools, config.get("Build Dependencies", {}).get("blas", {}).get("version"))
     return {"simd_baseline": list(simd.get("baseline", [])), "simd_found": list(simd.get("found", [])),
-            "blas": blas}
+            "blas": [_blas_fields(pool) for pool in pools],
+            "numpy_blas": None if own is None else _blas_fields(own)}
+
+
+def numpy_blas_pool(pools: list[dict[str, Any]], built_version: str | None) -> dict[str, Any] | None:
+    """Of the BLAS libraries loaded (threadpoolctl pools), the one NumPy calls; None when it cannot be told.
+
+    SciPy's wheels bring their own OpenBLAS, loaded beside NumPy's once SciPy is imported; that one computes
+    NumPy's matrix products no more than any other library's. NumPy's wheels keep theirs in numpy.libs (Linux,
+    Windows) or numpy/.dylibs (macOS); elsewhere (conda, a system BLAS) the one library of the version NumPy was
+    built against is taken.
+    """
+    shipped = [pool for pool in pools if any(part.startswith("numpy") for part in Path(pool["filepath"]).parent.parts)]
+    if len(shipped) == 1:
+        return shipped[0]
+    built = [pool for pool in pools if built_version and pool.get("version") == built_version]
+    return built[0] if len(built) == 1 else (pools[0] if len(pools) == 1 else None)
+
+
+def _blas_fields(pool: dict[str, Any]) -> dict[str, Any]:
+    return {key: pool.get(key) for key in ("internal_api", "version", "architecture", "threading_layer")}
 
 
 @cache

@@ -5,10 +5,11 @@
 it watches files, not folders. A test checks that the two agree. Shared plumbing that cannot change
 a result (cli, io, paths, errors, provenance) is left out on purpose, so that editing it reruns nothing.
 
-The two tools share one bookkeeping, dvc.lock, through documented interfaces only:
+The two tools share one bookkeeping, dvc.lock, through documented interfaces (and one adapter, mnistbench.dvc_record):
 - DVC records only what ran. A stage command that completes under Snakemake writes a journal entry (what it
   read and wrote, `record_completion`); the Snakefile's onsuccess/onerror hooks call `sync_dvc`, which runs
-  `dvc commit` for exactly the stages whose entry still matches the files and params. Nothing else is committed.
+  `dvc commit --force` (in one pass: mnistbench.dvc_record) for exactly the stages whose entry still matches
+  the files and params. Nothing else is committed.
 - Snakemake reruns what DVC calls stale, and nothing DVC calls current (`Alignment`): before Snakemake plans,
   `dvc status --json` names the stale stages; the Snakefile's input functions give those a freshly dated input
   (DVC_STALE_MARKER, in DVC's scratch folder .dvc/tmp) and wrap every input of a current stage in `ancient()`;
@@ -27,6 +28,7 @@ import logging
 import os
 import re
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -250,11 +252,7 @@ def sync_dvc(run_id: str | None, root: Path = Path(".")) -> list[str]:
     if changed:
         log.warning("not recorded in dvc.lock (changed since they ran): %s", ", ".join(sorted(changed)))
     if finished:
-        command = ["dvc", "commit", "--force", "--quiet", *sorted(set(finished))]
-        result = subprocess.run(command, cwd=root, capture_output=True, text=True)
-        if result.returncode != 0:
-            last_line = (result.stderr.strip().splitlines() or ["(no message)"])[-1]
-            raise MnistbenchError(f"{' '.join(command[:4])} failed: {last_line}")
+        commit_in_dvc(sorted(set(finished)), root)
         log.info("dvc.lock records the stages that ran: %s", ", ".join(sorted(set(finished))))
     for path in entries:
         path.unlink()
@@ -262,6 +260,18 @@ def sync_dvc(run_id: str | None, root: Path = Path(".")) -> list[str]:
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
     return sorted(set(finished))
+
+
+def commit_in_dvc(names: list[str], root: Path) -> None:
+    """`dvc commit --force NAMES...` with one write of dvc.lock (mnistbench.dvc_record), in a process of its own.
+
+    The CLI rewrites dvc.lock once per stage, which costs O(N^2) for N stages; the adapter writes the same file once.
+    """
+    command = [sys.executable, "-m", "mnistbench.dvc_record", *names]
+    result = subprocess.run(command, cwd=root, capture_output=True, text=True)
+    if result.returncode != 0:
+        last_line = (result.stderr.strip().splitlines() or ["(no message)"])[-1]
+        raise MnistbenchError(f"dvc commit --force of {len(names)} stage(s) failed: {last_line}")
 
 
 # --- Snakemake reruns what DVC calls stale, and nothing DVC calls current ----------------------------------------
@@ -299,11 +309,15 @@ class Alignment:
             ancient(DVC_STALE_MARKER)]
 
 
+# `dvc status --json`, with params.yaml parsed once rather than once per stage (mnistbench.dvc_record.status).
+DVC_STATUS_JSON = [sys.executable, "-m", "mnistbench.dvc_record", "--status"]
+
+
 def align_with_dvc(root: Path = Path(".")) -> Alignment:
     """Ask DVC (`dvc status --json`, read-only) which stages are stale; date the marker when any is."""
     if not _is_dvc_project(root):
         return Alignment(available=False)
-    result = subprocess.run(["dvc", "status", "--json"], cwd=root, capture_output=True, text=True)
+    result = subprocess.run(DVC_STATUS_JSON, cwd=root, capture_output=True, text=True)
     try:
         stale = json.loads(result.stdout or "{}") if result.returncode == 0 else None
     except json.JSONDecodeError:

@@ -21,7 +21,7 @@ from mnistbench.backends import N_CLASSES, N_INPUTS, Backend, make_backend
 from mnistbench.io import load_npz, read_json, save_npz, write_json
 from mnistbench.params import NetworkParams, Params, RunParams
 from mnistbench.paths import Layout
-from mnistbench.provenance import provenance
+from mnistbench.provenance import job_timing, provenance
 from mnistbench.scratch.initializers import xavier_uniform_mlp
 from mnistbench.scratch.losses import cross_entropy
 
@@ -148,6 +148,7 @@ def run_train(params: Params, model_name: str, seed: int, threads: int, layout: 
         provenance=provenance(threads=threads, device=record["device"]),
     )
     save_npz(layout.weights(model_name, seed), weights)
+    record["job"] = job_timing()
     write_json(layout.train_report(model_name, seed), record)
     log.info("%s seed %d: %s after %d epochs, %.2f s training", model_name, seed, record["status"],
              record["epochs_completed"], record["train_seconds"])

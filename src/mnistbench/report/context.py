@@ -7,6 +7,7 @@ Every number of the summary table carries the metrics.json key it comes from (`k
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +16,7 @@ import pandas as pd
 
 from mnistbench.errors import MnistbenchError
 from mnistbench.params import Params
+from mnistbench.provenance import process_started
 from mnistbench.report import aggregate, article, figures
 from mnistbench.report import formatting as fmt
 from mnistbench.report.inputs import ReportInputs
@@ -280,6 +282,65 @@ def _load_text(runs: pd.DataFrame) -> str:
     return f"{loads.max():.1f}" + (f" on {int(cores.max())} cores" if len(cores) else "")
 
 
+def pipeline_account(inputs: ReportInputs, report_started: float, now: float) -> dict[str, Any]:
+    """The pipeline's own account of its time, from the job clocks the stages record (mnistbench.provenance.job_timing):
+
+    - wall: from the earliest job's process start to `now` (the report is the last job; it is about to be written);
+    - work: the sum of the jobs' own wall times (process start to record written), the report's up to `now`;
+    - cores: the most jobs that ran at once, at most the machine's cores (from the records' provenance);
+    - floor: download + prepare + report, each its own time, + the training loops' seconds / cores: what no
+      scheduler could beat on those cores, even with free start-up and evaluation;
+    - ratio: wall / floor (1 = at the floor); idle: wall time in which no job ran (a run restored from DVC's cache
+      or made of several invocations shows its gaps there).
+
+    report_started, now: Unix times. Returns {"missing": [...]} naming the clocks that are absent (records written
+    before job clocks existed, or logs/ deleted) instead of numbers.
+    """
+    clocks = {stage: _job_clock(inputs.layout.logs_dir / f"{stage}.job.json") for stage in ("download", "prepare")}
+    clocks |= {f"{kind} {run.model} seed {run.seed}": record.get("job") for run in inputs.runs
+               for kind, record in (("train", run.train), ("evaluate", run.evaluation))}
+    missing = sorted(name for name, clock in clocks.items() if clock is None)
+    if missing:
+        return {"missing": missing}
+    intervals = [(clock["started"], clock["started"] + clock["seconds"]) for clock in clocks.values()]
+    intervals.append((report_started, now))
+    machine_cores = max((run.train.get("provenance", {}).get("cpu_count") or 1 for run in inputs.runs), default=1)
+    cores = min(_most_at_once(intervals), machine_cores)
+    serial = clocks["download"]["seconds"] + clocks["prepare"]["seconds"] + (now - report_started)
+    training = sum(run.train.get("wall_seconds") or 0.0 for run in inputs.runs)
+    floor = serial + training / cores
+    wall = now - min(start for start, _ in intervals)
+    return {"missing": [], "wall": wall, "work": sum(end - start for start, end in intervals), "cores": cores,
+            "machine_cores": machine_cores, "serial": serial, "training": training, "floor": floor,
+            "ratio": wall / floor, "idle": wall - _covered(intervals), "jobs": len(intervals)}
+
+
+def _job_clock(path) -> dict[str, float] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _most_at_once(intervals: list[tuple[float, float]]) -> int:
+    """The largest number of (start, end) intervals that overlap at one instant."""
+    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    running = most = 0
+    for _, change in events:
+        running += change
+        most = max(most, running)
+    return most
+
+
+def _covered(intervals: list[tuple[float, float]]) -> float:
+    """Seconds covered by at least one of the (start, end) intervals."""
+    covered, reached = 0.0, float("-inf")
+    for start, end in sorted(intervals):
+        covered += max(0.0, end - max(start, reached))
+        reached = max(reached, end)
+    return covered
+
+
 def diverged_section(table: pd.DataFrame) -> list[dict[str, Any]]:
     """Section 8: every run that did not end ok, with its epoch."""
     diverged = table[table["status"] != "ok"]
@@ -431,6 +492,7 @@ def build_context(params: Params, inputs: ReportInputs, table: pd.DataFrame, met
         "diverged": diverged_section(table),
         "exclusion_note": aggregate.EXCLUSION_NOTE,
         "provenance": provenance_section(params, inputs),
+        "pipeline": pipeline_account(inputs, process_started(), time.time()),
         "article": {"is_article_data": article.is_article_data(params), "preset": article.PRESET_PATH,
                     "rows": reference_section(params, metrics)},
     }

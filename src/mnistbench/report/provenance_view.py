@@ -122,10 +122,16 @@ def _grouped_backends(backends: dict[str, dict[str, Any]]) -> dict[str, dict[str
 
 
 def describe_kernels(kernels: dict[str, Any]) -> str:
-    """One line: NumPy's SIMD extensions found at run time and each BLAS library's kernel architecture."""
+    """One line: NumPy's SIMD extensions found at run time and the kernel architecture of the BLAS NumPy calls.
+
+    Other BLAS libraries a process loaded (SciPy's own OpenBLAS) did none of NumPy's work, so they are left out:
+    two runs read as different only when the code that computed their numbers differs. Records older than
+    `numpy_blas` name every BLAS library loaded.
+    """
     simd = ", ".join(kernels.get("simd_found") or []) or "none beyond the baseline"
+    pools = [kernels["numpy_blas"]] if kernels.get("numpy_blas") else kernels.get("blas") or []
     blas = "; ".join(f"{pool.get('internal_api')} {pool.get('version')}, kernel {pool.get('architecture')}"
-                     for pool in kernels.get("blas") or []) or "unknown"
+                     for pool in pools) or "unknown"
     return f"NumPy SIMD: {simd} (baseline {', '.join(kernels.get('simd_baseline') or [])}); BLAS: {blas}"
 
 

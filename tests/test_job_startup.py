@@ -1,0 +1,96 @@
+"""A job's start-up: a scratch job imports neither torch nor SciPy nor scikit-learn, and the records keep every field.
+
+The jobs run in a fresh interpreter on the 800-row fixture, as Snakemake and DVC run them, so that `sys.modules` shows
+what a job really imported (this test process has imported torch long ago).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from pipeline_helpers import REPO_ROOT, SMALL_PARAMS
+
+# What the records held before start-up was cut (main at 62b8d86), plus the job clock: none may go missing.
+TRAIN_FIELDS = {"backend", "blas", "data", "device", "diverged_epoch", "epochs_completed", "history", "load_average",
+                "model", "n_train", "n_val", "network", "peak_memory_mb", "provenance", "run", "samples_per_second",
+                "seconds_per_epoch", "seed", "status", "threads", "train_seconds", "wall_seconds", "job"}
+EVAL_FIELDS = {"confusion_matrix", "diverged_epoch", "impl", "inference", "inputs", "macro_f1", "model", "n_test",
+               "nonfinite_rows", "per_class", "provenance", "seed", "status", "test_accuracy", "test_loss",
+               "time_to_target", "worst_mistakes", "job"}
+PROVENANCE_FIELDS = {"date", "git", "python", "packages", "platform", "cpu", "cpu_count", "threads", "device",
+                     "kernels"}
+INFERENCE_FIELDS = {"images_per_second", "best_seconds", "repeats", "rows", "device", "threads"}
+HEAVY = ("torch", "scipy", "sklearn")
+
+# Runs stages through the CLI in this interpreter, then prints the heavy packages it imported.
+JOBS = """
+import json, sys
+from mnistbench.cli import main
+for argv in {argvs!r}:
+    assert main(["--quiet", *argv]) == 0, argv
+print(json.dumps(sorted({{name.split(".")[0] for name in sys.modules}} & set({heavy!r}))))
+"""
+
+
+def run_jobs(workdir: Path, *argvs: list[str]) -> list[str]:
+    """The heavy packages a fresh interpreter imported while running these CLI commands in `workdir`."""
+    script = JOBS.format(argvs=[list(argv) for argv in argvs], heavy=HEAVY)
+    result = subprocess.run([sys.executable, "-c", script], cwd=workdir, capture_output=True, text=True, timeout=300,
+                            env={"PYTHONPATH": str(REPO_ROOT / "src"), "TQDM_DISABLE": "1", "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    """A working folder with the fixture downloaded and prepared (the small pipeline's params, one seed)."""
+    workdir = tmp_path_factory.mktemp("startup")
+    params = {**SMALL_PARAMS, "seeds": [0],
+              "data": {**SMALL_PARAMS["data"], "source": str(REPO_ROOT / "tests/fixtures/mnist_small.npz")}}
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    run_jobs(workdir, ["download"])
+    run_jobs(workdir, ["prepare"])
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def scratch_job(prepared) -> tuple[list[str], dict, dict]:
+    """(heavy packages imported, train record, eval record) of one scratch train job and one evaluate job."""
+    imported = run_jobs(prepared, ["train", "--model", "scratch_adam", "--seed", "0"],
+                        ["evaluate", "--model", "scratch_adam", "--seed", "0"])
+    train, evaluation = (json.loads((prepared / f"reports/{kind}/scratch_adam/seed0.json").read_text())
+                         for kind in ("train", "eval"))
+    return imported, train, evaluation
+
+
+def test_a_scratch_train_and_evaluate_job_imports_no_torch_scipy_or_sklearn(scratch_job):
+    imported, _, _ = scratch_job
+    assert imported == [], f"a scratch job imported {imported}"
+
+
+def test_the_training_record_keeps_every_field(scratch_job):
+    _, train, _ = scratch_job
+    assert set(train) >= TRAIN_FIELDS, sorted(TRAIN_FIELDS - set(train))
+    assert set(train["provenance"]) >= PROVENANCE_FIELDS, sorted(PROVENANCE_FIELDS - set(train["provenance"]))
+
+
+def test_the_evaluation_record_keeps_every_field(scratch_job):
+    _, _, evaluation = scratch_job
+    assert set(evaluation) >= EVAL_FIELDS, sorted(EVAL_FIELDS - set(evaluation))
+    assert set(evaluation["provenance"]) >= PROVENANCE_FIELDS
+    assert set(evaluation["inference"]) >= INFERENCE_FIELDS
+    assert evaluation["inference"]["repeats"] == SMALL_PARAMS["evaluate"]["throughput_repeats"]
+
+
+def test_every_stage_leaves_its_job_clock_beside_its_log(prepared, scratch_job):
+    _, train, _ = scratch_job
+    clocks = {name: json.loads((prepared / "logs" / name).read_text())
+              for name in ("download.job.json", "prepare.job.json", "train/scratch_adam/seed0.job.json")}
+    assert clocks["download.job.json"]["started"] < clocks["prepare.job.json"]["started"] < train["job"]["started"]
+    assert all(clock["seconds"] > 0 for clock in clocks.values())
+    assert train["job"]["seconds"] >= train["wall_seconds"]
