@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -207,6 +209,36 @@ def test_deterministic_settings_and_versions_are_applied_and_described(determini
     assert settings["device"] == backend.device_name
     assert settings["optimizer"] == "Adam"
     assert settings["fused_optimizer"] is True
+
+
+def test_the_private_deterministic_call_sets_what_the_public_one_reports(deterministic_torch):
+    """configure_process uses torch._C._set_deterministic_algorithms (no torch._inductor import): it must still set
+    exactly what torch.use_deterministic_algorithms(True) sets, as torch's own queries report it."""
+    torch.use_deterministic_algorithms(False)
+    assert not torch.are_deterministic_algorithms_enabled()
+    TorchBackend.configure_process(1)
+    assert torch.are_deterministic_algorithms_enabled()
+    assert not torch.is_deterministic_algorithms_warn_only_enabled()
+
+
+def test_an_evaluation_backend_builds_no_optimizer_and_imports_no_dynamo():
+    """An evaluate job holds no training rows: building a torch.optim optimizer would import torch._dynamo."""
+    script = (
+        "import sys, numpy as np\n"
+        "from mnistbench.backends.torch import TorchBackend\n"
+        "from mnistbench.params import NetworkParams, RunParams\n"
+        "from mnistbench.training import initial_weights\n"
+        "run = RunParams(name='t', impl='torch', optimizer='adam', lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8,\n"
+        "                weight_decay=0.0, epochs=1, batch_size=32, device='cpu')\n"
+        "weights = initial_weights(0, NetworkParams(hidden=8, init='xavier_uniform', dtype='float32'))\n"
+        "TorchBackend.configure_process(1)\n"
+        "backend = TorchBackend(run, weights, np.zeros((0, 784), np.float32), np.zeros(0, np.int64), np.float32)\n"
+        "logits = backend.predict_logits(np.zeros((3, 784), np.float32))\n"
+        "print(logits.shape, backend.describe()['optimizer'], 'torch._dynamo' in sys.modules,\n"
+        "      'torch._inductor' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["(3,", "10)", "None", "False", "False"]
 
 
 def test_two_runs_with_the_same_seed_give_identical_weights(deterministic_torch):

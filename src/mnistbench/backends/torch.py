@@ -148,8 +148,18 @@ def apply_deterministic_settings(threads: int) -> None:
     (through `TorchBackend.configure_process`), and tests that need it restore what they change."""
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE_CONFIG)
     torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(True)
+    set_deterministic_algorithms()
     torch.backends.cudnn.benchmark = False
+
+
+def set_deterministic_algorithms() -> None:
+    """torch.use_deterministic_algorithms(True), without its import of torch._inductor (over a second per job).
+
+    The public call sets one more flag, `torch._inductor.config.deterministic`, which only torch.compile reads, and
+    this package never compiles. The private call is the public one's own last line; tests/test_backend_torch.py
+    fails if it stops setting what torch.are_deterministic_algorithms_enabled() reports.
+    """
+    torch._C._set_deterministic_algorithms(True, warn_only=False)
 
 
 def losses_until_nonfinite(losses: np.ndarray) -> np.ndarray:
@@ -174,8 +184,11 @@ class TorchBackend:
         self.device = resolve_device(run.device, run.name)
         self.device_name = device_name(self.device)
         self.network = build_mlp(weights, self.dtype, self.device, activation)
-        self.optimizer = build_optimizer(run, self.network.parameters())
-        self.scheduler = build_scheduler(run, self.optimizer, steps_per_epoch(len(labels), run.batch_size))
+        # Building a torch.optim optimizer imports torch._dynamo (over a second): an evaluate job, which holds no
+        # training rows, never builds one.
+        self.optimizer = build_optimizer(run, self.network.parameters()) if len(labels) else None
+        self.scheduler = self.optimizer and build_scheduler(run, self.optimizer,
+                                                            steps_per_epoch(len(labels), run.batch_size))
         self.step_learning_rates: list[float] = []
         self.loss_fn = nn.CrossEntropyLoss()
         self.train_images = self.to_device(images)
@@ -252,9 +265,9 @@ class TorchBackend:
             "deterministic": torch.are_deterministic_algorithms_enabled(),
             "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
             "float32_matmul_precision": torch.get_float32_matmul_precision(),
-            "optimizer": type(self.optimizer).__name__,
-            "fused_optimizer": bool(self.optimizer.defaults.get("fused")),
-            "foreach_optimizer": bool(self.optimizer.defaults.get("foreach")),
+            "optimizer": type(self.optimizer).__name__ if self.optimizer else None,  # None: evaluation only
+            "fused_optimizer": bool(self.optimizer and self.optimizer.defaults.get("fused")),
+            "foreach_optimizer": bool(self.optimizer and self.optimizer.defaults.get("foreach")),
             "scheduler": type(self.scheduler).__name__ if self.scheduler is not None else None,
         }
 
