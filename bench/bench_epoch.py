@@ -42,7 +42,7 @@ from mnistbench.provenance import provenance
 from mnistbench.training import epoch_batches, generators
 
 RESULTS = REPO / "bench" / "results"
-MODEL = NetworkParams(hidden=128, init="xavier_uniform", dtype="float32")
+MODEL = NetworkParams(hidden=(128,), init="xavier_uniform", dtype="float32", activation="relu")
 TARGET_VS_TORCH = {32: 0.6, 128: 0.6, 0: 0.8}
 TARGET_VS_MATMUL = 1.3
 IMPLEMENTATIONS = ("scratch", "torch", "sklearn")
@@ -50,13 +50,28 @@ IMPLEMENTATIONS = ("scratch", "torch", "sklearn")
 # One row per optimizer (at every batch size): its keys as in a `models` entry of params.yaml. Adding an optimizer
 # is one entry here (and one in SKLEARN_SOLVERS where scikit-learn has it).
 RECIPES: dict[str, dict] = {
-    "adam": {"optimizer": "adam", "lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
+    "adam": {"optimizer": "adam", "lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0},
+    "sgd": {"optimizer": "sgd", "lr": 0.1, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0},
+    "sgd_momentum": {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "nesterov": False, "weight_decay": 0.0},
+    "sgd_nesterov_wd": {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4},
+    "adam_l2": {"optimizer": "adam", "lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 1e-4},
+    "adamw": {"optimizer": "adamw", "lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 1e-2},
+    "rmsprop": {"optimizer": "rmsprop", "lr": 1e-3, "alpha": 0.99, "eps": 1e-8, "momentum": 0.0, "centered": False,
+                "weight_decay": 0.0},
+    "rmsprop_centered_momentum": {"optimizer": "rmsprop", "lr": 1e-4, "alpha": 0.99, "eps": 1e-8, "momentum": 0.9,
+                                  "centered": True, "weight_decay": 0.0},
+    "adagrad": {"optimizer": "adagrad", "lr": 1e-2, "eps": 1e-10, "weight_decay": 0.0,
+                "initial_accumulator_value": 0.0},
 }
+# The default run: the whole grid (threads x rows x batches) for `adam`, and one row per other recipe at batch 128,
+# 1 thread, 55,000 rows (the optimizer comparison of docs/optimizers.md).
+GRID_RECIPES = ("adam",)
+ROW_CELL = {"threads": 1, "rows": 55_000, "batch_size": 128}
 # The MLPClassifier arguments of a recipe, for the optimizers scikit-learn has (its `adam` and `sgd` solvers).
 SKLEARN_SOLVERS: dict[str, Callable[[dict], dict]] = {
     "adam": lambda recipe: {"solver": "adam", "beta_1": recipe["beta1"], "beta_2": recipe["beta2"],
                             "epsilon": recipe["eps"]},
-    "sgd": lambda recipe: {"solver": "sgd", "momentum": recipe.get("momentum", 0.0), "nesterovs_momentum": False,
+    "sgd": lambda recipe: {"solver": "sgd", "momentum": recipe["momentum"], "nesterovs_momentum": recipe["nesterov"],
                            "learning_rate": "constant"},
 }
 
@@ -101,11 +116,11 @@ def sklearn_epochs(recipe: dict, images: np.ndarray, labels: np.ndarray, batch_s
                    epochs: int) -> Trainee | None:
     """Runs of `epochs` epochs of scikit-learn's MLPClassifier at the same recipe (`partial_fit` is one epoch, its
     own shuffling); None where scikit-learn lacks the optimizer."""
-    if recipe["optimizer"] not in SKLEARN_SOLVERS:
+    if recipe["optimizer"] not in SKLEARN_SOLVERS or recipe["weight_decay"]:  # its alpha is L2 on weights only
         return None
     from sklearn.neural_network import MLPClassifier
 
-    classifier = MLPClassifier(hidden_layer_sizes=(MODEL.hidden,), activation="relu", alpha=0.0,
+    classifier = MLPClassifier(hidden_layer_sizes=MODEL.hidden, activation="relu", alpha=0.0,
                                batch_size=batch_size or len(labels), learning_rate_init=recipe["lr"], shuffle=True,
                                random_state=0, **SKLEARN_SOLVERS[recipe["optimizer"]](recipe))
     classes = np.arange(10)
@@ -120,7 +135,7 @@ def sklearn_epochs(recipe: dict, images: np.ndarray, labels: np.ndarray, batch_s
 def matmul_epochs(images: np.ndarray, batch_size: int, epochs: int) -> Callable[[], None]:
     """A run of only the five matrix products per step over `epochs` epochs, float32, outputs preallocated."""
     rng = np.random.default_rng(0)
-    hidden, classes = MODEL.hidden, 10
+    (hidden,), classes = MODEL.hidden, 10
     w1 = rng.random((784, hidden), dtype=np.float32)
     w2 = rng.random((hidden, classes), dtype=np.float32)
     grad_w1, grad_w2 = np.empty_like(w1), np.empty_like(w2)
@@ -279,7 +294,10 @@ def markdown(results: list[dict], memory: list[dict], repeats: int, load: tuple[
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--optimizers", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    parser.add_argument("--optimizers", nargs="+", default=list(GRID_RECIPES), choices=list(RECIPES),
+                        help="recipes measured over the whole grid")
+    parser.add_argument("--rows-of", nargs="*", default=[name for name in RECIPES if name not in GRID_RECIPES],
+                        choices=list(RECIPES), help="recipes measured at batch 128, 1 thread, 55,000 rows only")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--rows", type=int, nargs="+", default=[55_000, 1_000])
     parser.add_argument("--batches", type=int, nargs="+", default=[32, 128, 0], help="0 = full batch")
@@ -295,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     print(HEADER)
     results = [measure(optimizer, threads, rows, batch, args.repeats) for optimizer in args.optimizers
                for threads in args.threads for rows in args.rows for batch in args.batches]
+    results += [measure(optimizer, ROW_CELL["threads"], ROW_CELL["rows"], ROW_CELL["batch_size"], args.repeats)
+                for optimizer in args.rows_of]
     text = markdown(results, memory, args.repeats, (load_before, os.getloadavg()[0]))
     print(text)
     RESULTS.mkdir(parents=True, exist_ok=True)
