@@ -19,6 +19,7 @@ from mnistbench.report import aggregate, article, figures
 from mnistbench.report import formatting as fmt
 from mnistbench.report.inputs import ReportInputs
 from mnistbench.report.provenance_view import provenance_section
+from mnistbench.sweep import is_number, setting_value
 
 WORST_SHOWN = 8
 
@@ -95,7 +96,7 @@ def label(params: Params, metrics: dict[str, Any], model: str) -> str:
     if len(family["members"]) == 1:
         return model
     run = params.mapping["models"][model]
-    values = ", ".join(f"{key} {run.get(key)}" for key in family["swept"])
+    values = ", ".join(f"{key} {setting_value(run, key)}" for key in family["swept"])
     return f"{metrics['models'][model]['family']} at {values}"
 
 
@@ -351,7 +352,7 @@ def compact_rows(params: Params, metrics: dict[str, Any]) -> list[dict[str, Any]
         family = metrics["families"][entry["family"]]
         run = params.mapping["models"][model]
         rows.append({"model": model, "family": entry["family"], "selected": entry["selected"],
-                     "setting": ", ".join(f"{key} {run.get(key)}" for key in family["swept"]) or "–",
+                     "setting": ", ".join(f"{key} {setting_value(run, key)}" for key in family["swept"]) or "–",
                      "val_value": entry["val_accuracy"]["mean"], "val": fmt.percent(entry["val_accuracy"]["mean"]),
                      "test": fmt.percent(entry["test_accuracy"]["mean"]),
                      "seconds_per_epoch": fmt.seconds(entry["seconds_per_epoch"]["mean"]),
@@ -363,40 +364,54 @@ def compact_rows(params: Params, metrics: dict[str, Any]) -> list[dict[str, Any]
 
 def sensitivity_figures(params: Params, metrics: dict[str, Any], table: pd.DataFrame,
                         colours: dict[str, str]) -> list[dict[str, Any]]:
-    """One figure per swept hyperparameter, holding every family of several members that sweeps it (one or two
-    hyperparameters); families that sweep more are listed as not drawn."""
+    """One figure per swept numeric hyperparameter, holding every family of several members that sweeps it, each
+    through its own selected member (its other swept keys held at the selected values): families of different
+    optimizers side by side, each at its own best. A swept key with a value that is not a number is not drawn."""
+    runs = params.mapping["models"]
     groups: dict[str, list[str]] = {}
     for name in metrics["family_order"]:
         family = metrics["families"][name]
-        if len(family["members"]) > 1 and 1 <= len(family["swept"]) <= 2:
-            groups.setdefault(family["swept"][0], []).append(name)
+        if len(family["members"]) < 2:
+            continue
+        for key in family["swept"]:
+            if all(is_number(setting_value(runs[member], key)) for member in family["members"]):
+                groups.setdefault(key, []).append(name)
     drawn = []
-    for key, names in groups.items():
-        series = [figures.SensitivitySeries(family=name, points=_sensitivity_points(params, metrics, table, name, key),
-                                            colour=colours[metrics["families"][name]["selected"]]) for name in names]
-        drawn.append({"key": key, "families": names, "image": figures.sensitivity_figure(series, key)})
+    for key, names in sorted(groups.items(), key=lambda item: item[0] != "lr"):
+        series = [_sensitivity_series(params, metrics, table, name, key, colours) for name in names]
+        drawn.append({"key": key, "families": names, "image": figures.sensitivity_figure(series, key),
+                      "scale": figures.axis_scale(figures.series_values(series)).note})
     return drawn
 
 
-def _sensitivity_points(params: Params, metrics: dict[str, Any], table: pd.DataFrame, name: str,
-                        key: str) -> list[dict[str, Any]]:
-    """Per member: x (the hyperparameter), group (the second swept one, or None), final validation and test accuracy
-    per ok seed, the first diverged epoch (None if no seed diverged), whether it is the selected member."""
+def _sensitivity_series(params: Params, metrics: dict[str, Any], table: pd.DataFrame, name: str, key: str,
+                        colours: dict[str, str]) -> figures.SensitivitySeries:
+    """The family's members against `key`: those on its slice through the selected member (every other swept key
+    at the selected member's value) as points, the rest as others."""
     family = metrics["families"][name]
-    second = family["swept"][1] if len(family["swept"]) > 1 else None
-    points = []
+    runs = params.mapping["models"]
+    held = [other for other in family["swept"] if other != key]
+    chosen = runs[family["selected"]]
+    points, others = [], []
     for model in family["members"]:
-        run = params.mapping["models"][model]
-        runs = table[table["model"] == model]
-        ok = runs[runs["status"] == "ok"]
-        diverged = runs[runs["status"] != "ok"]["diverged_epoch"].dropna()
-        points.append({"model": model, "x": float(run[key]), "group": run.get(second) if second else None,
-                       "group_key": second, "val": ok["val_accuracy"].dropna().to_numpy(dtype=float),
-                       "test": ok["test_accuracy"].dropna().to_numpy(dtype=float),
-                       "n_diverged": int((runs["status"] != "ok").sum()),
-                       "diverged_epoch": int(diverged.min()) if len(diverged) else None,
-                       "selected": model == family["selected"]})
-    return points
+        point = _sensitivity_point(table, model, float(setting_value(runs[model], key)), family["selected"])
+        on_slice = all(setting_value(runs[model], other) == setting_value(chosen, other) for other in held)
+        (points if on_slice else others).append(point)
+    return figures.SensitivitySeries(
+        family=name, points=points, others=others, colour=colours[family["selected"]],
+        held=", ".join(f"{other} {setting_value(chosen, other)}" for other in held))
+
+
+def _sensitivity_point(table: pd.DataFrame, model: str, x: float, selected: str) -> dict[str, Any]:
+    """One member: x, final validation and test accuracy per ok seed, the first diverged epoch (None if no seed
+    diverged), whether it is the selected member."""
+    runs = table[table["model"] == model]
+    ok = runs[runs["status"] == "ok"]
+    diverged = runs[runs["status"] != "ok"]["diverged_epoch"].dropna()
+    return {"model": model, "x": x, "val": ok["val_accuracy"].dropna().to_numpy(dtype=float),
+            "test": ok["test_accuracy"].dropna().to_numpy(dtype=float),
+            "n_diverged": int((runs["status"] != "ok").sum()),
+            "diverged_epoch": int(diverged.min()) if len(diverged) else None, "selected": model == selected}
 
 
 def build_context(params: Params, inputs: ReportInputs, table: pd.DataFrame, metrics: dict[str, Any],

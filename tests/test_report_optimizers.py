@@ -1,0 +1,114 @@
+"""The report of an optimizer comparison, on synthetic records: sensitivity figures for keys that are not a learning
+rate or that include 0 (an honest axis, named), families of different optimizers side by side at their own best."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+from synthetic_report import MODELS, write_params, write_results
+
+from mnistbench.params import load_params
+from mnistbench.report import aggregate, figures
+from mnistbench.report.context import sensitivity_figures
+from mnistbench.report.inputs import load_inputs
+from mnistbench.report.render import run_report
+from mnistbench.sweep import parse_setting, sweep_entries
+
+
+@pytest.mark.parametrize(("values", "name", "threshold"), [
+    ([1e-4, 1e-3, 1e-2], "log", None),
+    ([0.1, 1.0], "log", None),
+    ([0.0, 1e-4, 1e-3, 1e-2], "symlog", 1e-4),
+    ([0.0, 0.5, 0.9], "linear", None),
+    ([0.0, 0.9], "linear", None),
+    ([0.001, 0.003, 0.005], "linear", None),
+    ([-1.0, 0.5, 10.0], "linear", None),
+])
+def test_axis_is_log_only_for_positive_values_spanning_a_decade_and_symlog_keeps_zero(values, name, threshold):
+    scale = figures.axis_scale(values)
+    assert (scale.name, scale.threshold) == (name, threshold)
+    assert scale.note.startswith(name)
+
+
+def point(x: float, val: list[float], selected: bool = False) -> dict:
+    return {"x": x, "val": np.array(val), "test": np.array(val), "n_diverged": 0, "diverged_epoch": None,
+            "selected": selected}
+
+
+def test_the_drawn_axis_is_the_chosen_scale_and_its_label_says_which():
+    series = [figures.SensitivitySeries("wd", [point(0.0, [0.9]), point(1e-4, [0.92], True), point(1e-2, [0.8])],
+                                        "#1f77b4")]
+    axes = figures.sensitivity_plot(series, "weight_decay").axes[0]
+    assert axes.get_xscale() == "symlog"
+    assert axes.get_xlabel() == "weight_decay (symlog scale: linear from 0 to 0.0001, log beyond)"
+    assert [tick.get_text() for tick in axes.get_xticklabels()] == ["0", "0.0001", "0.01"]
+    series = [figures.SensitivitySeries("m", [point(0.0, [0.9]), point(0.9, [0.95], True)], "#1f77b4")]
+    axes = figures.sensitivity_plot(series, "momentum").axes[0]
+    assert axes.get_xscale() == "linear" and axes.get_xlabel() == "momentum (linear scale)"
+
+
+def family(base: str, *settings: str) -> dict[str, dict]:
+    runs = {base: MODELS[base]}
+    return sweep_entries(base, runs, [parse_setting(setting) for setting in settings])
+
+
+@pytest.fixture(scope="module")
+def optimizer_sweep(tmp_path_factory):
+    """Three families: sgd over momentum (0 included), scratch adam over lr x beta1, torch adam over lr."""
+    models = {**MODELS, **family("scratch_sgd", "momentum=0,0.01,0.1,0.9"),
+              **family("scratch_adam", "lr=1e-4,1e-3,1e-2", "beta1=0.5,0.9"), **family("torch_adam", "lr=1e-4,1e-2")}
+    skill = {name: 0.95 + 0.02 * entry.get("momentum", 0.0) for name, entry in models.items()}
+    for name, entry in models.items():
+        if entry["optimizer"] == "adam":
+            skill[name] = 0.978 - 0.03 * np.log10(entry["lr"] / 1e-3) ** 2 - 0.02 * (entry["beta1"] != 0.9)
+    root = tmp_path_factory.mktemp("optimizer_sweep")
+    params = write_params(root, seeds=(0, 1), models=models)
+    layout = write_results(root, params, skill=skill)
+    run_report(params, layout)
+    return {"params": load_params(params.path), "layout": layout, "html": layout.report_html.read_text()}
+
+
+def figure_tags(html: str) -> dict[str, tuple[str, str]]:
+    """key -> (families, scale) of every sensitivity figure in the report."""
+    tags = re.findall(r'<img alt="sensitivity to ([^:]+): ([^"]*)" data-scale="([^"]*)"', html)
+    return {key: (families, scale) for key, families, scale in tags}
+
+
+def test_one_figure_per_swept_key_each_with_the_families_that_sweep_it_and_its_scale(optimizer_sweep):
+    tags = figure_tags(optimizer_sweep["html"])
+    assert list(tags)[0] == "lr" and set(tags) == {"lr", "momentum", "beta1"}
+    assert set(tags["lr"][0].split(", ")) == {"scratch_adam", "torch_adam"}
+    assert tags["lr"][1] == "log scale"
+    assert tags["momentum"] == ("scratch_sgd", "symlog scale: linear from 0 to 0.01, log beyond")
+    assert tags["beta1"] == ("scratch_adam", "linear scale")
+
+
+def test_a_family_sweeping_two_keys_is_drawn_through_its_selected_member(optimizer_sweep):
+    params, layout = optimizer_sweep["params"], optimizer_sweep["layout"]
+    metrics = json.loads(layout.metrics_json.read_text())
+    assert metrics["families"]["scratch_adam"]["selected"] == "scratch_adam"
+    table = aggregate.run_table(load_inputs(params, layout))
+    colours = figures.model_colours([entry["selected"] for entry in metrics["families"].values()])
+    drawn = {figure["key"]: figure for figure in sensitivity_figures(params, metrics, table, colours)}
+    assert set(drawn) == {"lr", "momentum", "beta1"}
+    series = {one.family: one for one in _series(params, metrics, table, colours, "lr")}
+    adam = series["scratch_adam"]
+    assert sorted(one["x"] for one in adam.points) == [1e-4, 1e-3, 1e-2] and adam.held == "beta1 0.9"
+    assert sorted(one["x"] for one in adam.others) == [1e-4, 1e-3, 1e-2]
+    assert [one["x"] for one in adam.points if one["selected"]] == [1e-3]
+    assert series["torch_adam"].held == "" and series["torch_adam"].others == []
+
+
+def _series(params, metrics, table, colours, key):
+    from mnistbench.report.context import _sensitivity_series
+
+    names = [name for name in metrics["family_order"] if key in metrics["families"][name]["swept"]]
+    return [_sensitivity_series(params, metrics, table, name, key, colours) for name in names]
+
+
+def test_the_setting_of_a_member_names_every_swept_key(optimizer_sweep):
+    rows = re.search(r'<table id="models-table"[^>]*>(.*?)</table>', optimizer_sweep["html"], re.DOTALL).group(1)
+    assert "lr 0.01, beta1 0.5" in rows and "momentum 0.01" in rows
