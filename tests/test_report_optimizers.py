@@ -1,8 +1,10 @@
 """The report of an optimizer comparison, on synthetic records: sensitivity figures for keys that are not a learning
-rate or that include 0 (an honest axis, named), families of different optimizers side by side at their own best."""
+rate or that include 0 (an honest axis, named), families of different optimizers side by side at their own best,
+recipes that name the optimizer, its non-default keys and the schedule, and the learning-rate schedule figure."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 
@@ -11,7 +13,7 @@ import pytest
 from synthetic_report import MODELS, write_params, write_results
 
 from mnistbench.params import load_params
-from mnistbench.report import aggregate, figures
+from mnistbench.report import aggregate, figures, recipes
 from mnistbench.report.context import sensitivity_figures
 from mnistbench.report.inputs import load_inputs
 from mnistbench.report.render import run_report
@@ -112,3 +114,59 @@ def _series(params, metrics, table, colours, key):
 def test_the_setting_of_a_member_names_every_swept_key(optimizer_sweep):
     rows = re.search(r'<table id="models-table"[^>]*>(.*?)</table>', optimizer_sweep["html"], re.DOTALL).group(1)
     assert "lr 0.01, beta1 0.5" in rows and "momentum 0.01" in rows
+
+
+ADAMW = {"impl": "scratch", "optimizer": "adamw", "lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
+         "weight_decay": 0.1, "epochs": 15, "batch_size": 128,
+         "schedule": {"name": "cosine", "warmup_epochs": 1, "min_lr": 0.0}}
+
+
+@pytest.mark.parametrize(("value", "text"), [(0.001, "1e-3"), (3e-4, "3e-4"), (1e-8, "1e-8"), (0.9, "0.9"),
+                                             (0, "0"), (0.0, "0"), (0.01, "0.01"), (2e4, "2e4"), (12.5, "12.5")])
+def test_recipe_numbers_are_short(value, text):
+    assert recipes.number(value) == text
+
+
+@pytest.mark.parametrize(("run", "text"), [
+    (ADAMW, "scratch AdamW lr 1e-3, wd 0.1, cosine (warmup 1 ep, min 0), batch 128, 15 epochs"),
+    ({**ADAMW, "weight_decay": 0.01, "schedule": {"name": "constant"}}, "scratch AdamW lr 1e-3, constant, batch 128, "
+                                                                        "15 epochs"),
+    ({**ADAMW, "optimizer": "adam", "weight_decay": 0.01, "beta2": 0.99, "batch_size": 0, "impl": "torch",
+      "schedule": {"name": "step", "step_epochs": 5, "gamma": 0.1}},
+     "torch Adam lr 1e-3, beta2 0.99, wd 0.01, step (x0.1 every 5 ep), full batch, 15 epochs"),
+    ({"impl": "scratch", "optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 0.0,
+      "epochs": 3, "batch_size": 32, "schedule": {"name": "cosine", "warmup_epochs": 0, "min_lr": 1e-4}},
+     "scratch SGD lr 0.1, momentum 0.9, Nesterov, cosine (no warmup, min 1e-4), batch 32, 3 epochs"),
+    ({"impl": "scratch", "optimizer": "rmsprop", "lr": 0.001, "alpha": 0.9, "eps": 1e-8, "momentum": 0.0,
+      "centered": True, "weight_decay": 0.0, "epochs": 3, "batch_size": 32, "schedule": {"name": "constant"}},
+     "scratch RMSprop lr 1e-3, alpha 0.9, centered, constant, batch 32, 3 epochs"),
+    ({"impl": "scratch", "optimizer": "adagrad", "lr": 0.01, "eps": 1e-10, "weight_decay": 0.0,
+      "initial_accumulator_value": 0.1, "epochs": 3, "batch_size": 32, "schedule": {"name": "constant"}},
+     "scratch Adagrad lr 0.01, initial accumulator 0.1, constant, batch 32, 3 epochs"),
+])
+def test_the_recipe_names_the_optimizer_its_non_default_keys_and_the_schedule(run, text):
+    assert recipes.recipe_text(run) == text
+
+
+def test_the_defaults_left_out_of_recipes_are_torch_optims_own():
+    torch = pytest.importorskip("torch")
+    classes = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
+               "rmsprop": torch.optim.RMSprop, "adagrad": torch.optim.Adagrad}
+    assert set(classes) == set(recipes.TORCH_DEFAULTS)
+    for optimizer, torch_class in classes.items():
+        signature = {name: parameter.default for name, parameter in
+                     inspect.signature(torch_class.__init__).parameters.items()}
+        if "betas" in signature:
+            signature["beta1"], signature["beta2"] = signature["betas"]
+        for key, default in recipes.TORCH_DEFAULTS[optimizer].items():
+            assert signature[key] == default and type(signature[key]) in (type(default), int), (optimizer, key)
+
+
+def test_the_schedule_figure_draws_each_lr_curve_as_a_fraction_of_its_entrys_lr():
+    step = np.array([0, 10, 20, 29])
+    curves = [figures.LearningRateCurve("a", step, np.array([0.01, 0.1, 0.05, 0.0]), 0.1, "a: cosine"),
+              figures.LearningRateCurve("b", step[:2], np.array([1e-3, 1e-3]), 1e-3, "b: constant")]
+    axes = figures.lr_schedule_plot(curves, {"a": "#1f77b4", "b": "#ff7f0e"}).axes[0]
+    assert [list(line.get_ydata()) for line in axes.lines] == [pytest.approx([0.1, 1.0, 0.5, 0.0]), [1.0, 1.0]]
+    assert [list(line.get_xdata()) for line in axes.lines] == [[0, 10, 20, 29], [0, 10]]
+    assert [text.get_text() for text in axes.get_legend().get_texts()] == ["a: cosine", "b: constant"]

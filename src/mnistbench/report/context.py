@@ -15,7 +15,7 @@ import pandas as pd
 
 from mnistbench.errors import MnistbenchError
 from mnistbench.params import Params
-from mnistbench.report import aggregate, article, figures
+from mnistbench.report import aggregate, article, figures, recipes
 from mnistbench.report import formatting as fmt
 from mnistbench.report.inputs import ReportInputs
 from mnistbench.report.provenance_view import provenance_section
@@ -55,7 +55,7 @@ def summary_section(params: Params, metrics: dict[str, Any], selected: list[str]
                  SUMMARY_TABLE_COLUMNS]
         per_seed = [fmt.percent(value) for value in entry["test_accuracy"]["per_seed"]]
         family = metrics["families"][entry["family"]]
-        rows.append({"model": name, "recipe": _recipe(params, name), "cells": cells,
+        rows.append({"model": name, "recipe": recipes.recipe_text(params.mapping["models"][name]), "cells": cells,
                      "per_seed": ", ".join(per_seed) or fmt.MISSING, "seeds_ok": entry["n_seeds_ok"],
                      "n_diverged": entry["n_diverged"], "family": entry["family"],
                      "n_members": len(family["members"])})
@@ -77,13 +77,6 @@ def _mark_best(cells: list[dict[str, Any]], best: str | None) -> None:
     target = pick(cell["value"] for cell in known)
     for cell in known:
         cell["best"] = cell["value"] == target
-
-
-def _recipe(params: Params, name: str) -> str:
-    run = params.models[name]
-    batch = "full batch" if run.batch_size == 0 else f"batch {run.batch_size}"
-    extra = f", momentum {run.momentum}" if run.optimizer == "sgd" and run.momentum else ""
-    return f"{run.impl} {run.optimizer}, lr {run.lr}{extra}, {batch}, {run.epochs} epochs"
 
 
 MAX_HEADLINE = 8
@@ -414,6 +407,30 @@ def _sensitivity_point(table: pd.DataFrame, model: str, x: float, selected: str)
             "diverged_epoch": int(diverged.min()) if len(diverged) else None, "selected": model == selected}
 
 
+def schedule_section(params: Params, inputs: ReportInputs, models: list[str],
+                     colours: dict[str, str]) -> dict[str, Any] | None:
+    """The learning rate against the step for the selected models, from their train records' lr_curve; None when
+    every selected model keeps a constant learning rate."""
+    runs = params.mapping["models"]
+    if not any(recipes.is_scheduled(runs[model]) for model in models):
+        return None
+    curves = [curve for curve in (_lr_curve(inputs, runs[model], model) for model in models) if curve is not None]
+    missing = [model for model in models if model not in {curve.model for curve in curves}]
+    return {"image": figures.lr_schedule_figure(curves, colours) if curves else None, "missing": missing}
+
+
+def _lr_curve(inputs: ReportInputs, run: dict[str, Any], model: str) -> figures.LearningRateCurve | None:
+    """The lr_curve of the model's first ok seed (of its first seed if none is ok); None if no record has one."""
+    ordered = sorted(inputs.runs_of(model), key=lambda one: one.status != "ok")
+    recorded = next((one.train["lr_curve"] for one in ordered if "lr_curve" in one.train), None)
+    if recorded is None:
+        return None
+    label = f"{model}: lr {recipes.number(run['lr'])}, {recipes.schedule_text(run['schedule'])}"
+    return figures.LearningRateCurve(model=model, step=np.asarray(recorded["step"], dtype=np.int64),
+                                     lr=np.asarray(recorded["lr"], dtype=np.float64), base_lr=float(run["lr"]),
+                                     label=label)
+
+
 def build_context(params: Params, inputs: ReportInputs, table: pd.DataFrame, metrics: dict[str, Any],
                   curves: pd.DataFrame) -> dict[str, Any]:
     """Everything the template needs, in one dict (see templates/report.html.j2)."""
@@ -440,6 +457,7 @@ def build_context(params: Params, inputs: ReportInputs, table: pd.DataFrame, met
         "n_shown": len(models),
         "accuracy_image": figures.accuracy_figure(chosen, intervals, colours),
         "curves_image": figures.learning_curves_figure(means, colours) if not means.empty else None,
+        "schedule": schedule_section(params, inputs, models, colours),
         "confusion": confusion_section(inputs, colours),
         "mistakes": mistakes_section(inputs, models),
         "timing": timing_section(chosen, colours, metrics),

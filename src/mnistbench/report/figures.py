@@ -189,6 +189,39 @@ def timing_figure(table: pd.DataFrame, colours: dict[str, str]) -> str:
 
 
 @dataclass(frozen=True)
+class LearningRateCurve:
+    """One model's learning rate as its training used it (the train record's lr_curve): step (n,) int64 and lr (n,)
+    float64, up to 200 evenly spaced optimizer steps including the first and the last; base_lr: its entry's lr."""
+
+    model: str
+    step: np.ndarray
+    lr: np.ndarray
+    base_lr: float
+    label: str
+
+
+def lr_schedule_figure(curves: list[LearningRateCurve], colours: dict[str, str]) -> str:
+    """lr_schedule_plot as a data URI."""
+    return to_data_uri(lr_schedule_plot(curves, colours))
+
+
+def lr_schedule_plot(curves: list[LearningRateCurve], colours: dict[str, str]) -> Figure:
+    """The learning rate against the optimizer step, each model's as a fraction of its own lr (linear axis), so
+    that schedules of optimizers whose learning rates differ by decades share one small figure."""
+    figure = Figure(figsize=(7, 2.8))
+    axes = figure.subplots()
+    for curve in curves:
+        axes.plot(curve.step, curve.lr / curve.base_lr, color=colours[curve.model], label=curve.label)
+    axes.set_xlabel("optimizer step")
+    axes.set_ylabel("lr / the entry's lr")
+    axes.set_ylim(bottom=0)
+    axes.set_title("Learning rate used at each step (linear scale)", fontsize=10)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    return figure
+
+
+@dataclass(frozen=True)
 class SensitivitySeries:
     """One family in one panel of the sensitivity figure.
 
