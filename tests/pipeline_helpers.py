@@ -21,15 +21,17 @@ BIN = Path(sys.executable).parent
 SMALL_PARAMS = {
     "data": {"source": "tests/fixtures/mnist_small.npz", "split": "official", "test_fraction": 0.2,
              "split_seed": 42, "n_train": 400, "n_val": 100, "n_test": 200, "normalize": "unit"},
-    "network": {"hidden": 16, "init": "xavier_uniform", "dtype": "float32"},
+    "network": {"hidden": 16, "activation": "relu", "init": "xavier_uniform", "dtype": "float32"},
     "seeds": [0, 1],
     "models": {
-        "scratch_sgd": {"impl": "scratch", "optimizer": "sgd", "lr": 0.1, "momentum": 0.0, "epochs": 2,
-                        "batch_size": 64},
+        "scratch_sgd": {"impl": "scratch", "optimizer": "sgd", "lr": 0.1, "momentum": 0.0, "nesterov": False,
+                        "weight_decay": 0.0, "epochs": 2, "batch_size": 64, "schedule": {"name": "constant"}},
         "scratch_adam": {"impl": "scratch", "optimizer": "adam", "lr": 0.001, "beta1": 0.9, "beta2": 0.999,
-                         "eps": 1.0e-8, "epochs": 2, "batch_size": 64},
+                         "eps": 1.0e-8, "weight_decay": 0.0, "epochs": 2, "batch_size": 64,
+                         "schedule": {"name": "constant"}},
         "torch_adam": {"impl": "torch", "optimizer": "adam", "lr": 0.001, "beta1": 0.9, "beta2": 0.999,
-                       "eps": 1.0e-8, "epochs": 2, "batch_size": 64, "device": "cpu"},
+                       "eps": 1.0e-8, "weight_decay": 0.0, "epochs": 2, "batch_size": 64,
+                       "schedule": {"name": "constant"}, "device": "cpu"},
     },
     "evaluate": {"worst_mistakes": 4, "throughput_repeats": 2, "target_accuracy": 0.97},
 }

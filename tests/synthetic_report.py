@@ -23,15 +23,17 @@ from mnistbench.paths import Layout
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RAW_ROWS = 300
 MODELS = {
-    "scratch_sgd": {"impl": "scratch", "optimizer": "sgd", "lr": 0.1, "momentum": 0.0, "epochs": 4, "batch_size": 64},
+    "scratch_sgd": {"impl": "scratch", "optimizer": "sgd", "lr": 0.1, "momentum": 0.0, "nesterov": False,
+                    "weight_decay": 0.0, "epochs": 4, "batch_size": 64, "schedule": {"name": "constant"}},
     "scratch_adam": {"impl": "scratch", "optimizer": "adam", "lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
-                     "epochs": 3, "batch_size": 128},
+                     "weight_decay": 0.0, "epochs": 3, "batch_size": 128, "schedule": {"name": "constant"}},
     "torch_adam": {"impl": "torch", "optimizer": "adam", "lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
-                   "epochs": 3, "batch_size": 128, "device": "cpu"},
+                   "weight_decay": 0.0, "epochs": 3, "batch_size": 128, "schedule": {"name": "constant"},
+                   "device": "cpu"},
 }
 DATA = {"source": "fixture.npz", "split": "official", "test_fraction": 0.2, "split_seed": 42, "n_train": 500,
         "n_val": 100, "n_test": 200, "normalize": "unit"}
-NETWORK = {"hidden": 16, "init": "xavier_uniform", "dtype": "float32"}
+NETWORK = {"hidden": 16, "activation": "relu", "init": "xavier_uniform", "dtype": "float32"}
 EVALUATE = {"worst_mistakes": 16, "throughput_repeats": 5, "target_accuracy": 0.97}
 
 

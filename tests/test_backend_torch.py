@@ -21,7 +21,7 @@ FIXTURE = Path(__file__).parent / "fixtures" / "mnist_small.npz"
 
 def run_params(impl: str, optimizer: str, **overrides) -> RunParams:
     values = dict(name=f"{impl}_{optimizer}", impl=impl, optimizer=optimizer, lr=0.01, momentum=0.0, beta1=0.9,
-                  beta2=0.999, eps=1e-8, epochs=1, batch_size=32, device="cpu")
+                  beta2=0.999, eps=1e-8, weight_decay=0.0, nesterov=False, epochs=1, batch_size=32, device="cpu")
     values.update(overrides)
     return RunParams(**values)
 

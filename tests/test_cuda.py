@@ -26,7 +26,7 @@ pytestmark = [
 
 def run_params(device: str, optimizer: str = "adam", **overrides) -> RunParams:
     values = dict(name="torch_gpu", impl="torch", optimizer=optimizer, lr=0.01, momentum=0.0, beta1=0.9,
-                  beta2=0.999, eps=1e-8, epochs=2, batch_size=64, device=device)
+                  beta2=0.999, eps=1e-8, weight_decay=0.0, nesterov=False, epochs=2, batch_size=64, device=device)
     values.update(overrides)
     return RunParams(**values)
 

@@ -23,13 +23,13 @@ from mnistbench.training import initial_weights, train
 PARAMS = """\
 data: {source: auto, split: official, test_fraction: 0.2, split_seed: 42, n_train: 300, n_val: 0, n_test: 400,
        normalize: unit}
-network: {hidden: 16, init: xavier_uniform, dtype: float32}
+network: {hidden: 16, activation: relu, init: xavier_uniform, dtype: float32}
 seeds: [0, 1]
 models:
-  tiny_scratch: {impl: scratch, optimizer: adam, lr: 0.001, beta1: 0.9, beta2: 0.999, eps: 1.0e-8, epochs: 3,
-                 batch_size: 32}
-  tiny_torch: {impl: torch, optimizer: adam, lr: 0.001, beta1: 0.9, beta2: 0.999, eps: 1.0e-8, epochs: 3,
-               batch_size: 32, device: cpu}
+  tiny_scratch: {impl: scratch, optimizer: adam, lr: 0.001, beta1: 0.9, beta2: 0.999, eps: 1.0e-8, weight_decay: 0.0,
+                 epochs: 3, batch_size: 32, schedule: {name: constant}}
+  tiny_torch: {impl: torch, optimizer: adam, lr: 0.001, beta1: 0.9, beta2: 0.999, eps: 1.0e-8, weight_decay: 0.0,
+               epochs: 3, batch_size: 32, schedule: {name: constant}, device: cpu}
 evaluate: {worst_mistakes: 5, throughput_repeats: 2, target_accuracy: 0.97}
 """
 N_TEST = 400

@@ -86,8 +86,9 @@ def _add_seed(params):
 
 
 def _add_model(params):
-    params["models"]["torch_sgd"] = {"impl": "torch", "optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "epochs": 2,
-                                     "batch_size": 64, "device": "cpu"}
+    params["models"]["torch_sgd"] = {"impl": "torch", "optimizer": "sgd", "lr": 0.1, "momentum": 0.9,
+                                     "nesterov": False, "weight_decay": 0.0, "epochs": 2, "batch_size": 64,
+                                     "schedule": {"name": "constant"}, "device": "cpu"}
 
 
 def _edit_beta1(params):

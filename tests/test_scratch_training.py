@@ -13,7 +13,7 @@ from mnistbench.training import initial_weights, train
 
 MODEL = NetworkParams(hidden=16, init="xavier_uniform", dtype="float32")
 ADAM = RunParams(name="scratch_adam", impl="scratch", optimizer="adam", lr=1e-3, momentum=0.0, beta1=0.9,
-                 beta2=0.999, eps=1e-8, epochs=3, batch_size=16, device="cpu")
+                 beta2=0.999, eps=1e-8, weight_decay=0.0, nesterov=False, epochs=3, batch_size=16, device="cpu")
 SGD = dataclasses.replace(ADAM, name="scratch_sgd", optimizer="sgd", lr=0.1)
 
 

@@ -8,7 +8,8 @@ defaults, so every value a stage uses stands in params.yaml, where both orchestr
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -37,11 +38,28 @@ class DataParams:
 
 @dataclass(frozen=True)
 class NetworkParams:
-    """The architecture: a 784-hidden-10 MLP."""
+    """The architecture: a 784-h1-...-hk-10 MLP with `activation` between its dense layers.
 
-    hidden: int
+    hidden: the hidden widths, one per hidden layer (`hidden: 128` in the file gives (128,)).
+    """
+
+    hidden: tuple[int, ...]
     init: str
     dtype: str
+    activation: str = "relu"
+
+
+# The keys each optimizer reads, besides lr: required for it, refused for the others (the schema says the same).
+OPTIMIZER_KEYS = {
+    "sgd": ("momentum", "nesterov", "weight_decay"),
+    "adam": ("beta1", "beta2", "eps", "weight_decay"),
+    "adamw": ("beta1", "beta2", "eps", "weight_decay"),
+    "rmsprop": ("alpha", "eps", "momentum", "centered", "weight_decay"),
+    "adagrad": ("eps", "weight_decay", "initial_accumulator_value"),
+}
+# The keys each schedule reads, besides its name.
+SCHEDULE_KEYS = {"constant": (), "step": ("step_epochs", "gamma"), "cosine": ("warmup_epochs", "min_lr")}
+CONSTANT_SCHEDULE = {"name": "constant"}
 
 
 @dataclass(frozen=True)
@@ -49,7 +67,10 @@ class RunParams:
     """One entry of `models`: how one model is trained (for every seed).
 
     family: the recipe this entry is one hyperparameter setting of; an entry without `family` is its own family
-    (load_params fills in the entry's name).
+    (load_params fills in the entry's name). An optimizer's keys (OPTIMIZER_KEYS) are None for the others.
+    schedule: the entry's `schedule:` mapping as written, e.g. {"name": "cosine", "warmup_epochs": 1, "min_lr": 0.0}
+    (mnistbench.scratch.schedules states each formula); every params file states it, the constant default here
+    only serves runs built in code.
     """
 
     name: str
@@ -58,10 +79,16 @@ class RunParams:
     lr: float
     epochs: int
     batch_size: int  # 0 means full batch
-    momentum: float | None = None  # sgd only
-    beta1: float | None = None  # adam only (beta1, beta2, eps)
+    momentum: float | None = None  # sgd, rmsprop
+    beta1: float | None = None  # adam, adamw (beta1, beta2)
     beta2: float | None = None
-    eps: float | None = None
+    eps: float | None = None  # adam, adamw, rmsprop, adagrad
+    weight_decay: float | None = None  # every optimizer (decoupled in adamw, L2 in the others)
+    nesterov: bool | None = None  # sgd
+    alpha: float | None = None  # rmsprop (alpha, centered)
+    centered: bool | None = None
+    initial_accumulator_value: float | None = None  # adagrad
+    schedule: Mapping[str, Any] = field(default_factory=lambda: dict(CONSTANT_SCHEDULE))
     device: str | None = None  # impl torch only
     family: str | None = None
 
@@ -115,14 +142,67 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 
 
 def validate_mapping(mapping: Any, where: str = "params") -> None:
-    """Schema check, then the checks a schema cannot express (sizes against what MNIST provides)."""
+    """Finite numbers, each optimizer's and schedule's own keys, the schema, then the checks a schema cannot
+    express (sizes against what MNIST provides, values that depend on each other)."""
+    _check_finite(mapping, where)
+    _check_foreign_keys(mapping, where)
     validator = jsonschema.Draft202012Validator(load_schema())
     errors = sorted(validator.iter_errors(mapping), key=lambda e: (len(e.absolute_path), list(e.absolute_path)))
     if errors:
         raise MnistbenchError(f"{where}: {describe_schema_error(errors[0])}")
+    for name, run in mapping["models"].items():
+        _check_run(name, run, where)
     _check_sizes(mapping["data"], where)
     _check_source(mapping["data"]["source"], where)
     _check_selection_data(mapping, where)
+
+
+def _check_finite(node: Any, where: str, key: str = "") -> None:
+    """Every number anywhere in params is finite: YAML's .nan, .inf and -.inf are refused, the key named."""
+    if isinstance(node, float) and not math.isfinite(node):
+        raise MnistbenchError(f"{where}: {key or '(top level)'} = {node!r}: must be a finite number "
+                              "(NaN and infinity are refused)")
+    children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for child_key, child in children:
+        _check_finite(child, where, f"{key}.{child_key}" if key else str(child_key))
+
+
+def _check_foreign_keys(mapping: Any, where: str) -> None:
+    """A key of another optimizer (or schedule) is named as such, with the keys this one reads."""
+    models = mapping.get("models") if isinstance(mapping, dict) else None
+    for name, run in (models or {}).items() if isinstance(models, dict) else ():
+        if not isinstance(run, dict):
+            continue
+        _refuse_foreign(run, OPTIMIZER_KEYS, "optimizer", f"models.{name}", where)
+        if isinstance(run.get("schedule"), dict):
+            _refuse_foreign(run["schedule"], SCHEDULE_KEYS, "name", f"models.{name}.schedule", where)
+
+
+def _refuse_foreign(entry: dict[str, Any], keys_of: dict[str, tuple[str, ...]], selector: str, key: str,
+                    where: str) -> None:
+    """entry[selector] picks one row of keys_of: the keys of the other rows must not stand in entry."""
+    chosen = entry.get(selector)
+    if not isinstance(chosen, str) or chosen not in keys_of:
+        return
+    foreign = sorted({k for keys in keys_of.values() for k in keys} - set(keys_of[chosen]))
+    for other in foreign:
+        if other in entry:
+            kind = "optimizer" if selector == "optimizer" else "schedule"
+            own = ", ".join(keys_of[chosen]) or "none"
+            raise MnistbenchError(f"{where}: {key}.{other}: not a key of {kind} {chosen} (its keys: {own}); "
+                                  f"remove it")
+
+
+def _check_run(name: str, run: dict[str, Any], where: str) -> None:
+    """What the schema cannot say: Nesterov needs momentum, warmup must leave epochs to decay over."""
+    if run.get("nesterov") and run["momentum"] <= 0:
+        raise MnistbenchError(f"{where}: models.{name}.nesterov = true needs models.{name}.momentum > 0 "
+                              f"(it is {run['momentum']!r}), as torch.optim.SGD does; set nesterov: false or a "
+                              "momentum")
+    schedule = run["schedule"]
+    if schedule["name"] == "cosine" and schedule["warmup_epochs"] >= run["epochs"]:
+        raise MnistbenchError(f"{where}: models.{name}.schedule.warmup_epochs = {schedule['warmup_epochs']}: must be "
+                              f"< models.{name}.epochs = {run['epochs']} (warmup leaves the decay no epoch)")
 
 
 def group_families(models: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
@@ -235,12 +315,21 @@ def _check_sizes(data: dict[str, Any], where: str) -> None:
         )
 
 
+def _network(network: dict[str, Any]) -> NetworkParams:
+    hidden = network["hidden"]
+    return NetworkParams(**{**network, "hidden": (hidden,) if isinstance(hidden, int) else tuple(hidden)})
+
+
+def _run(name: str, run: dict[str, Any]) -> RunParams:
+    return RunParams(name=name, **{"family": name, **run, "schedule": dict(run["schedule"])})
+
+
 def _typed(mapping: dict[str, Any], path: Path) -> Params:
     return Params(
         data=DataParams(**mapping["data"]),
-        network=NetworkParams(**mapping["network"]),
+        network=_network(mapping["network"]),
         seeds=tuple(mapping["seeds"]),
-        models={name: RunParams(name=name, **{"family": name, **run}) for name, run in mapping["models"].items()},
+        models={name: _run(name, run) for name, run in mapping["models"].items()},
         evaluate=EvaluateParams(**mapping["evaluate"]),
         mapping=mapping,
         path=path,

@@ -34,7 +34,8 @@ def generators(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
 
 
 def initial_weights(seed: int, network: NetworkParams) -> dict[str, np.ndarray]:
-    """The shared starting point of every model for this seed: w1 (784, h), b1 (h,), w2 (h, 10), b2 (10,)."""
+    """The shared starting point of every model for this seed: w1 (784, h1), b1 (h1,), ..., wL (h_{L-1}, 10), bL (10,)
+    in network.dtype, drawn in order w1, w2, ... (Xavier-uniform) from the seed's init stream; biases zero."""
     init_rng, _ = generators(seed)
     return xavier_uniform_mlp(init_rng, N_INPUTS, network.hidden, N_CLASSES, np.dtype(network.dtype))
 
@@ -44,6 +45,20 @@ def epoch_batches(n_rows: int, batch_size: int, rng: np.random.Generator) -> lis
     order = rng.permutation(n_rows)
     size = n_rows if batch_size == 0 else batch_size
     return [order[start : start + size] for start in range(0, n_rows, size)]
+
+
+LR_CURVE_POINTS = 200
+
+
+def lr_curve(learning_rates: np.ndarray, points: int = LR_CURVE_POINTS) -> dict[str, list]:
+    """{"step": [...], "lr": [...]}: at most `points` evenly spaced steps (0-based) with the first and the last.
+
+    learning_rates: float64 (steps,), the rate each optimizer step used.
+    """
+    if len(learning_rates) == 0:
+        return {"step": [], "lr": []}
+    steps = np.unique(np.linspace(0, len(learning_rates) - 1, num=min(points, len(learning_rates))).round().astype(int))
+    return {"step": steps.tolist(), "lr": learning_rates[steps].tolist()}
 
 
 def loss_and_accuracy(backend: Backend, images: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
@@ -75,8 +90,9 @@ def train(
         seconds = time.perf_counter() - start
         sizes = np.array([len(batch) for batch in batches[: len(losses)]], dtype=np.float64)
         train_loss = float(np.sum(losses * sizes) / np.sum(sizes))
+        used = backend.learning_rates()
         entry = {"epoch": epoch, "train_loss": train_loss, "val_loss": None, "val_accuracy": None,
-                 "seconds": seconds}
+                 "seconds": seconds, "lr": float(used[-1]) if len(used) else None}
         if not np.isfinite(train_loss):
             status, diverged_epoch = "diverged", epoch
             entry["train_loss"] = None
@@ -94,6 +110,7 @@ def train(
         "diverged_epoch": diverged_epoch,
         "epochs_completed": len(history) if status == "ok" else len(history) - 1,
         "history": history,
+        "lr_curve": lr_curve(backend.learning_rates()),
         "train_seconds": train_seconds,
         "seconds_per_epoch": train_seconds / max(len(history), 1),
         "samples_per_second": rows_seen / train_seconds if train_seconds > 0 else None,

@@ -1,4 +1,4 @@
-"""Backends: one implementation each of the 784-hidden-10 MLP with its optimizer, behind one protocol.
+"""Backends: one implementation each of the MLP with its optimizer and schedule, behind one protocol.
 
 The training loop (`mnistbench.training`) and the evaluate stage (`mnistbench.evaluation`) see only the
 `Backend` protocol; `make_backend` picks the implementation named by a `models` entry's `impl`. A new
@@ -26,11 +26,14 @@ MODULES = {
 
 
 class Backend(Protocol):
-    """One implementation of the MLP and its optimizer, holding its own copy of the training rows.
+    """One implementation of the MLP, its optimizer and its schedule, holding its own copy of the training rows.
 
-    Constructed as `Backend(run, weights, images, labels, dtype, threads)`: run, one `models` entry; weights,
-    the shared layout w1 (784, h), b1 (h,), w2 (h, 10), b2 (10,); images (n, 784) float; labels (n,) int64;
-    dtype float32 or float64; threads, CPU threads for the library's own thread pool.
+    Constructed as `Backend(run, weights, images, labels, dtype, threads, activation)`: run, one `models` entry;
+    weights, the shared layout of L dense layers w1 (784, h1), b1 (h1,), ..., wL (h_{L-1}, 10), bL (10,) (L = 2 for
+    `hidden: 128`: w1 (784, 128), b1 (128,), w2 (128, 10), b2 (10,)); images (n, 784) float; labels (n,) int64;
+    dtype float32 or float64; threads, CPU threads for the library's own thread pool; activation relu | tanh |
+    sigmoid. The learning rate of each step follows `run.schedule` over run.epochs epochs of
+    ceil(n / batch_size) steps (mnistbench.scratch.schedules).
     """
 
     device_name: str
@@ -54,7 +57,11 @@ class Backend(Protocol):
         ...
 
     def weights(self) -> dict[str, np.ndarray]:
-        """Current parameters in the shared layout: w1 (784, h), b1 (h,), w2 (h, 10), b2 (10,)."""
+        """Current parameters in the shared layout: w1 (784, h1), b1 (h1,), ..., wL (h_{L-1}, 10), bL (10,)."""
+        ...
+
+    def learning_rates(self) -> np.ndarray:
+        """The learning rate each optimizer step so far used, in order: float64 (steps taken,)."""
         ...
 
     def describe(self) -> dict[str, Any]:
@@ -73,4 +80,4 @@ def make_backend(
     labels: np.ndarray, threads: int,
 ) -> Backend:
     """The implementation named by `run.impl`, started from `weights`, holding (images (n, 784), labels (n,))."""
-    return backend_class(run)(run, weights, images, labels, np.dtype(network.dtype), threads)
+    return backend_class(run)(run, weights, images, labels, np.dtype(network.dtype), threads, network.activation)

@@ -1,8 +1,9 @@
 """The scratch backend: the hand-written NumPy MLP and optimizers of `mnistbench.scratch` behind the Backend protocol.
 
 It holds the training rows converted once to the model's dtype, gathers each mini-batch into a reused
-buffer, and runs one forward/backward pass and one optimizer step per batch. The optimizer sees the whole
-parameter vector as one array, which keeps the per-step count of NumPy calls small.
+buffer, and runs one forward/backward pass and one optimizer step per batch, at the learning rate its schedule
+gives that step. The optimizer sees the whole parameter vector as one array, which keeps the per-step count of
+NumPy calls small.
 """
 
 from __future__ import annotations
@@ -14,35 +15,48 @@ import numpy as np
 from mnistbench.errors import one_of
 from mnistbench.params import RunParams
 from mnistbench.scratch.network import MLP
-from mnistbench.scratch.optim import SGD, Adam
+from mnistbench.scratch.optim import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
+from mnistbench.scratch.schedules import learning_rates, steps_per_epoch
 
 OPTIMIZERS = {
-    "sgd": lambda run, params: SGD(params, lr=run.lr, momentum=run.momentum),
-    "adam": lambda run, params: Adam(params, lr=run.lr, beta1=run.beta1, beta2=run.beta2, eps=run.eps),
+    "sgd": lambda run, params: SGD(params, lr=run.lr, momentum=run.momentum, nesterov=run.nesterov,
+                                   weight_decay=run.weight_decay),
+    "adam": lambda run, params: Adam(params, lr=run.lr, beta1=run.beta1, beta2=run.beta2, eps=run.eps,
+                                     weight_decay=run.weight_decay),
+    "adamw": lambda run, params: AdamW(params, lr=run.lr, beta1=run.beta1, beta2=run.beta2, eps=run.eps,
+                                       weight_decay=run.weight_decay),
+    "rmsprop": lambda run, params: RMSprop(params, lr=run.lr, alpha=run.alpha, eps=run.eps, momentum=run.momentum,
+                                           centered=run.centered, weight_decay=run.weight_decay),
+    "adagrad": lambda run, params: Adagrad(params, lr=run.lr, eps=run.eps, weight_decay=run.weight_decay,
+                                           initial_accumulator_value=run.initial_accumulator_value),
 }
 
 
-def make_optimizer(run: RunParams, params: dict[str, np.ndarray]) -> SGD | Adam:
-    """The optimizer named by run.optimizer ("sgd": lr, momentum; "adam": lr, beta1, beta2, eps) over params."""
+def make_optimizer(run: RunParams, params: dict[str, np.ndarray]) -> Optimizer:
+    """The optimizer named by run.optimizer over params, with the keys of params.OPTIMIZER_KEYS it reads."""
     return one_of(OPTIMIZERS, run.optimizer, f"models.{run.name}.optimizer")(run, params)
 
 
 class ScratchBackend:
     """Hand-written NumPy MLP and optimizer, trained on (images, labels) given once.
 
-    weights: the shared layout {"w1": (784, h), "b1": (h,), "w2": (h, 10), "b2": (10,)};
-    images: (n, 784) float (converted once to `dtype`); labels: (n,) int64.
+    weights: the shared layout {"w1": (784, h1), "b1": (h1,), ..., "wL": (h_{L-1}, 10), "bL": (10,)};
+    images: (n, 784) float (converted once to `dtype`); labels: (n,) int64; activation: relu | tanh | sigmoid.
+    The learning rate of every step comes from `learning_rates` (mnistbench.scratch.schedules), for the run's
+    epochs of ceil(n / batch_size) steps.
     """
 
     device_name = "cpu"
 
     def __init__(
         self, run: RunParams, weights: dict[str, np.ndarray], images: np.ndarray, labels: np.ndarray,
-        dtype: np.dtype, threads: int = 1,
+        dtype: np.dtype, threads: int = 1, activation: str = "relu",
     ) -> None:
         self.dtype = np.dtype(dtype)
-        self.network = MLP(weights, self.dtype)
+        self.network = MLP(weights, self.dtype, activation)
         self.optimizer = make_optimizer(run, {"all": self.network.flat_params})
+        self.schedule = learning_rates(run.schedule, run.lr, steps_per_epoch(len(labels), run.batch_size), run.epochs)
+        self.steps_taken = 0
         self.images = np.ascontiguousarray(images, dtype=self.dtype)
         self.labels = np.asarray(labels, dtype=np.int64)
         self._batch_images: dict[int, np.ndarray] = {}
@@ -65,15 +79,28 @@ class ScratchBackend:
             losses[step], _ = self.network.loss_and_gradients(images, labels)
             if not np.isfinite(losses[step]):
                 return losses[: step + 1]
+            self.optimizer.lr = self._learning_rate(self.steps_taken)
             self.optimizer.step(all_grads)
+            self.steps_taken += 1
         return losses
+
+    def _learning_rate(self, step: int) -> float:
+        """The schedule's rate for `step`; past the run's last step (a benchmark running extra epochs) the last one.
+
+        A Python float: a NumPy float64 scalar would promote a float32 update to float64 (NEP 50).
+        """
+        return float(self.schedule[min(step, len(self.schedule) - 1)])
+
+    def learning_rates(self) -> np.ndarray:
+        """float64 (steps taken,): the learning rate of every optimizer step so far, in order."""
+        return np.array([self._learning_rate(step) for step in range(self.steps_taken)], dtype=np.float64)
 
     def predict_logits(self, images: np.ndarray) -> np.ndarray:
         """images: (n, 784) float -> logits (n, 10) in the model's dtype."""
         return self.network.logits(np.asarray(images, dtype=self.dtype))
 
     def weights(self) -> dict[str, np.ndarray]:
-        """Copies of the current parameters: w1 (784, h), b1 (h,), w2 (h, 10), b2 (10,)."""
+        """Copies of the current parameters: w1 (784, h1), b1 (h1,), ..., wL (h_{L-1}, 10), bL (10,)."""
         return self.network.weights()
 
     def describe(self) -> dict[str, Any]:

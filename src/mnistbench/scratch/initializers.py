@@ -6,6 +6,7 @@ Weights are stored (fan_in, fan_out) so that a row-major batch x of shape (batch
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -20,17 +21,22 @@ def xavier_uniform(rng: np.random.Generator, fan_in: int, fan_out: int, dtype: n
     return rng.uniform(-bound, bound, size=(fan_in, fan_out)).astype(dtype)
 
 
-def xavier_uniform_mlp(
-    rng: np.random.Generator, n_inputs: int, hidden: int, n_classes: int, dtype: np.dtype
-) -> dict[str, np.ndarray]:
-    """Parameters of the n_inputs-hidden-n_classes MLP, all in `dtype`.
+def layer_widths(n_inputs: int, hidden: int | Sequence[int], n_classes: int) -> list[int]:
+    """[n_inputs, *hidden, n_classes]: the width of every layer boundary (hidden: an int or a list of widths)."""
+    return [n_inputs, *([hidden] if isinstance(hidden, int) else hidden), n_classes]
 
-    Returns {"w1": (n_inputs, hidden), "b1": (hidden,), "w2": (hidden, n_classes), "b2": (n_classes,)};
-    w1 is drawn before w2, biases are zero.
+
+def xavier_uniform_mlp(
+    rng: np.random.Generator, n_inputs: int, hidden: int | Sequence[int], n_classes: int, dtype: np.dtype
+) -> dict[str, np.ndarray]:
+    """Parameters of the n_inputs-hidden...-n_classes MLP of L = len(hidden) + 1 dense layers, all in `dtype`.
+
+    Returns {"w1": (n_inputs, h1), "b1": (h1,), ..., "wL": (h_{L-1}, n_classes), "bL": (n_classes,)}; the weights
+    are drawn in order w1, w2, ... from `rng`, biases are zero. hidden 128 gives w1, b1, w2, b2 as before.
     """
-    return {
-        "w1": xavier_uniform(rng, n_inputs, hidden, dtype),
-        "b1": np.zeros(hidden, dtype=dtype),
-        "w2": xavier_uniform(rng, hidden, n_classes, dtype),
-        "b2": np.zeros(n_classes, dtype=dtype),
-    }
+    widths = layer_widths(n_inputs, hidden, n_classes)
+    params: dict[str, np.ndarray] = {}
+    for layer, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:], strict=True), start=1):
+        params[f"w{layer}"] = xavier_uniform(rng, fan_in, fan_out, dtype)
+        params[f"b{layer}"] = np.zeros(fan_out, dtype=dtype)
+    return params

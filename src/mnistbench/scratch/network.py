@@ -1,43 +1,63 @@
-"""The 784-hidden-10 MLP: dense -> ReLU -> dense -> softmax cross-entropy, over whole mini-batches.
+"""The MLP: L dense layers with an activation between each pair, softmax cross-entropy, over whole mini-batches.
 
-Parameters live in one contiguous vector (`flat_params`) and `params` holds named views into it
-(w1 (784, h), b1 (h,), w2 (h, 10), b2 (10,)); the gradients likewise (`flat_grads`, `grads`). An optimizer
-can therefore update all parameters as one array (a few NumPy calls per step instead of a few per tensor),
-or parameter by parameter through the named views: both see the same memory.
+Parameters live in one contiguous vector (`flat_params`) and `params` holds named views into it, in the order
+w1, b1, ..., wL, bL (w_i (n_{i-1}, n_i), b_i (n_i,), n_0 = 784 inputs, n_L = 10 classes); the gradients likewise
+(`flat_grads`, `grads`). An optimizer can therefore update all parameters as one array (a few NumPy calls per
+step instead of a few per tensor), or parameter by parameter through the named views: both see the same memory.
+
+For 784-h-10 with ReLU this runs exactly the operations, in the order, of the two-layer network it generalizes
+(tests/test_scratch_bytes.py holds it to a frozen copy of that code, byte for byte).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from mnistbench.scratch.activations import relu_backward, relu_forward
+from mnistbench.scratch.activations import ACTIVATIONS
 from mnistbench.scratch.layers import dense_backward, dense_forward
 from mnistbench.scratch.losses import softmax_cross_entropy
 
-PARAM_NAMES = ("w1", "b1", "w2", "b2")
+
+def param_names(n_layers: int) -> tuple[str, ...]:
+    """("w1", "b1", ..., "wL", "bL") for L = n_layers dense layers."""
+    return tuple(f"{kind}{layer}" for layer in range(1, n_layers + 1) for kind in ("w", "b"))
+
+
+def count_layers(weights: dict[str, np.ndarray]) -> int:
+    """L, the number of dense layers of a weight mapping in the shared layout (w1, b1, ..., wL, bL)."""
+    n_layers = len(weights) // 2
+    if set(weights) != set(param_names(n_layers)):
+        raise ValueError(f"weights {sorted(weights)} are not the layout w1, b1, ..., wL, bL")
+    return n_layers
 
 
 class MLP:
-    """Two dense layers with a ReLU between them, trained with a fused softmax cross-entropy.
+    """L dense layers with `activation` after every one but the last, trained with a fused softmax cross-entropy.
 
-    weights: {"w1": (n_in, h), "b1": (h,), "w2": (h, k), "b2": (k,)}, copied into the network in `dtype`.
+    weights: {"w1": (n_in, h1), "b1": (h1,), ..., "wL": (h_{L-1}, k), "bL": (k,)}, copied in `dtype`.
+    activation: "relu" | "tanh" | "sigmoid".
     """
 
-    def __init__(self, weights: dict[str, np.ndarray], dtype: np.dtype = np.float32) -> None:
+    def __init__(self, weights: dict[str, np.ndarray], dtype: np.dtype = np.float32, activation: str = "relu") -> None:
         self.dtype = np.dtype(dtype)
-        shapes = {name: np.shape(weights[name]) for name in PARAM_NAMES}
+        self.n_layers = count_layers(weights)
+        self.activation_forward, self.activation_backward = ACTIVATIONS[activation]
+        names = param_names(self.n_layers)
+        shapes = {name: np.shape(weights[name]) for name in names}
         self.flat_params = np.empty(sum(int(np.prod(s)) for s in shapes.values()), dtype=self.dtype)
         self.flat_grads = np.zeros_like(self.flat_params)
         self.params = _named_views(self.flat_params, shapes)
         self.grads = _named_views(self.flat_grads, shapes)
-        for name in PARAM_NAMES:
+        for name in names:
             self.params[name][...] = weights[name]
-        self._buffers: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._buffers: dict[int, tuple[list[np.ndarray], np.ndarray]] = {}
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """x: (n, n_in) in the network's dtype -> logits (n, k), a new array."""
-        hidden, _ = relu_forward(dense_forward(x, self.params["w1"], self.params["b1"])[0], inplace=True)
-        return dense_forward(hidden, self.params["w2"], self.params["b2"])[0]
+        p, out = self.params, x
+        for layer in range(1, self.n_layers):
+            out, _ = self.activation_forward(dense_forward(out, p[f"w{layer}"], p[f"b{layer}"])[0], inplace=True)
+        return dense_forward(out, p[f"w{self.n_layers}"], p[f"b{self.n_layers}"])[0]
 
     def loss_and_gradients(self, x: np.ndarray, labels: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
         """Mean cross-entropy of the batch and the gradient of every parameter.
@@ -45,27 +65,34 @@ class MLP:
         x: (batch, n_in) in the network's dtype; labels: (batch,) int. Returns (loss as float, `self.grads`):
         the gradients are written into the network's gradient buffers, overwritten by the next call.
         """
-        hidden_buffer, logits_buffer = self._batch_buffers(len(x))
-        p, g = self.params, self.grads
-        pre_activation, cache1 = dense_forward(x, p["w1"], p["b1"], out=hidden_buffer)
-        hidden, relu_cache = relu_forward(pre_activation, inplace=True)
-        logits, cache2 = dense_forward(hidden, p["w2"], p["b2"], out=logits_buffer)
-        loss, dlogits = softmax_cross_entropy(logits, labels, inplace=True)
-        dhidden, _, _ = dense_backward(dlogits, cache2, dw=g["w2"], db=g["b2"])
-        dpre = relu_backward(dhidden, relu_cache, inplace=True)
-        dense_backward(dpre, cache1, dw=g["w1"], db=g["b1"], need_dx=False)
+        hidden_buffers, logits_buffer = self._batch_buffers(len(x))
+        p, g, last = self.params, self.grads, self.n_layers
+        out, dense_caches, activation_caches = x, [], []
+        for layer in range(1, last):
+            pre_activation, cache = dense_forward(out, p[f"w{layer}"], p[f"b{layer}"], out=hidden_buffers[layer - 1])
+            out, activation_cache = self.activation_forward(pre_activation, inplace=True)
+            dense_caches.append(cache)
+            activation_caches.append(activation_cache)
+        logits, cache = dense_forward(out, p[f"w{last}"], p[f"b{last}"], out=logits_buffer)
+        dense_caches.append(cache)
+        loss, upstream = softmax_cross_entropy(logits, labels, inplace=True)
+        for layer in range(last, 0, -1):
+            dx, _, _ = dense_backward(upstream, dense_caches[layer - 1], dw=g[f"w{layer}"], db=g[f"b{layer}"],
+                                      need_dx=layer > 1)
+            if layer > 1:
+                upstream = self.activation_backward(dx, activation_caches[layer - 2], inplace=True)
         return loss, self.grads
 
     def weights(self) -> dict[str, np.ndarray]:
-        """Copies of the parameters: {"w1": (n_in, h), "b1": (h,), "w2": (h, k), "b2": (k,)}."""
-        return {name: self.params[name].copy() for name in PARAM_NAMES}
+        """Copies of the parameters: {"w1": (n_in, h1), "b1": (h1,), ..., "bL": (k,)}."""
+        return {name: view.copy() for name, view in self.params.items()}
 
-    def _batch_buffers(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
-        """(hidden (batch, h), logits (batch, k)) activation buffers, reused by every batch of this size."""
+    def _batch_buffers(self, batch: int) -> tuple[list[np.ndarray], np.ndarray]:
+        """([hidden_i (batch, h_i) for each hidden layer], logits (batch, k)), reused by every batch of this size."""
         if batch not in self._buffers:
-            hidden_units, classes = self.params["w2"].shape
-            hidden = np.empty((batch, hidden_units), self.dtype)
-            logits = np.empty((batch, classes), self.dtype, order="F")  # fast row max/sum in the loss
+            widths = [self.params[f"b{layer}"].shape[0] for layer in range(1, self.n_layers + 1)]
+            hidden = [np.empty((batch, width), self.dtype) for width in widths[:-1]]
+            logits = np.empty((batch, widths[-1]), self.dtype, order="F")  # fast row max/sum in the loss
             self._buffers[batch] = (hidden, logits)
         return self._buffers[batch]
 

@@ -1,8 +1,14 @@
 """Optimizers over named parameters (numpy-ml style): state is kept in dicts keyed by the parameter names.
 
-Both follow PyTorch's update rules operation for operation, so that for the same parameters and gradients
-they give the same update as torch.optim.SGD (dampening 0, no Nesterov) and torch.optim.Adam (no weight
-decay, no AMSGrad). `step(grads)` updates the parameter arrays in place; no array is allocated per step.
+Each follows its torch.optim counterpart's single-tensor reference (foreach=False) operation for operation, so
+that for the same parameters and gradients both give the same update to rounding (docs/optimizers.md states
+every rule; tests/test_optimizers_vs_torch.py holds them to torch). `step(grads)` updates the parameter arrays in
+place, reading the learning rate from `self.lr` (the training loop sets it before each step from the schedule);
+gradients are read, not modified. All state is arrays shaped like the parameters, every operation elementwise,
+and no array is allocated per step.
+
+Weight decay is L2 (added to the gradient: grad + weight_decay * param) everywhere but AdamW, whose decay is
+decoupled (param *= 1 - lr * weight_decay before the Adam update).
 """
 
 from __future__ import annotations
@@ -12,47 +18,78 @@ import math
 import numpy as np
 
 
-class SGD:
-    """Stochastic gradient descent with optional heavy-ball momentum, as torch.optim.SGD.
+class Optimizer:
+    """What every optimizer shares: the parameters, the learning rate, the step count, work buffers.
 
-    buf_t = momentum * buf_{t-1} + grad (buf_1 = grad); param -= lr * buf_t. momentum 0: param -= lr * grad.
-    params: {name: float array}, updated in place by step().
+    params: {name: float array}, updated in place by step(); lr: the learning rate of the next step.
     """
 
-    def __init__(self, params: dict[str, np.ndarray], lr: float, momentum: float = 0.0) -> None:
+    def __init__(self, params: dict[str, np.ndarray], lr: float, weight_decay: float = 0.0) -> None:
         self.params = params
         self.lr = lr
-        self.momentum = momentum
+        self.weight_decay = weight_decay
         self.steps = 0
-        self.velocity = {name: np.zeros_like(p) for name, p in params.items()} if momentum else {}
         self.update_buffers = {name: np.empty_like(p) for name, p in params.items()}
+        self.decay_buffers = {name: np.empty_like(p) for name, p in params.items()} if weight_decay else {}
+
+    def _state(self, fill: float = 0.0) -> dict[str, np.ndarray]:
+        """One array per parameter, filled with `fill`."""
+        return {name: np.full_like(p, fill) for name, p in self.params.items()}
+
+    def _l2_gradient(self, name: str, grad: np.ndarray) -> np.ndarray:
+        """grad + weight_decay * param (torch: grad.add(param, alpha=weight_decay)); grad itself when it is 0."""
+        if not self.weight_decay:
+            return grad
+        decayed = np.multiply(self.params[name], self.weight_decay, out=self.decay_buffers[name])
+        decayed += grad
+        return decayed
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional heavy-ball or Nesterov momentum, as torch.optim.SGD (dampening 0).
+
+    g = grad + weight_decay * param;  buf_1 = g, buf_t = momentum * buf_{t-1} + g;
+    direction = g + momentum * buf_t (Nesterov) or buf_t (heavy ball) or g (momentum 0);  param -= lr * direction.
+    """
+
+    def __init__(
+        self, params: dict[str, np.ndarray], lr: float, momentum: float = 0.0, nesterov: bool = False,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(params, lr, weight_decay)
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.velocity = self._state() if momentum else {}
 
     def step(self, grads: dict[str, np.ndarray]) -> None:
         """One update. grads: {name: array shaped like params[name]}; read, not modified."""
         self.steps += 1
         for name, param in self.params.items():
-            direction = grads[name]
+            direction = self._l2_gradient(name, grads[name])
             if self.momentum:
-                direction = self._momentum_buffer(name, direction)
+                direction = self._momentum_direction(name, direction)
             update = np.multiply(direction, self.lr, out=self.update_buffers[name])
             param -= update
 
-    def _momentum_buffer(self, name: str, grad: np.ndarray) -> np.ndarray:
+    def _momentum_direction(self, name: str, grad: np.ndarray) -> np.ndarray:
         buf = self.velocity[name]
         if self.steps == 1:
             np.copyto(buf, grad)
         else:
             buf *= self.momentum
             buf += grad
-        return buf
+        if not self.nesterov:
+            return buf
+        direction = np.multiply(buf, self.momentum, out=self.update_buffers[name])
+        direction += grad
+        return direction
 
 
-class Adam:
+class Adam(Optimizer):
     """Adam (Kingma & Ba 2015) with bias correction, eps placed as torch.optim.Adam places it.
 
-    m_t = beta1 m + (1 - beta1) g;  v_t = beta2 v + (1 - beta2) g^2;
+    g = grad + weight_decay * param (L2);  m_t = beta1 m + (1 - beta1) g;  v_t = beta2 v + (1 - beta2) g^2;
     denom = sqrt(v_t) / sqrt(1 - beta2^t) + eps;  param -= lr / (1 - beta1^t) * m_t / denom.
-    params: {name: float array}, updated in place by step().
 
     For speed the moments are stored scaled, M = m / (1 - beta1) and V = v / (1 - beta2), so that each
     moment update is two array passes (M = beta1 M + g; V = beta2 V + g^2), and the constant factors are
@@ -61,14 +98,13 @@ class Adam:
     """
 
     def __init__(
-        self, params: dict[str, np.ndarray], lr: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8
+        self, params: dict[str, np.ndarray], lr: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+        weight_decay: float = 0.0,
     ) -> None:
-        self.params = params
-        self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
-        self.steps = 0
-        self.scaled_first_moment = {name: np.zeros_like(p) for name, p in params.items()}
-        self.scaled_second_moment = {name: np.zeros_like(p) for name, p in params.items()}
-        self.update_buffers = {name: np.empty_like(p) for name, p in params.items()}
+        super().__init__(params, lr, weight_decay)
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+        self.scaled_first_moment = self._state()
+        self.scaled_second_moment = self._state()
 
     def step(self, grads: dict[str, np.ndarray]) -> None:
         """One update. grads: {name: array shaped like params[name]}; read, not modified."""
@@ -80,7 +116,7 @@ class Adam:
         denominator_shift = self.eps * c
         step_scale = self.lr / (1.0 - self.beta1**self.steps) * (1.0 - self.beta1) * c
         for name, param in self.params.items():
-            grad, work = grads[name], self.update_buffers[name]
+            grad, work = self._l2_gradient(name, grads[name]), self.update_buffers[name]
             first, second = self.scaled_first_moment[name], self.scaled_second_moment[name]
             first *= self.beta1
             first += grad
@@ -91,4 +127,106 @@ class Adam:
             work += denominator_shift
             np.divide(first, work, out=work)
             work *= step_scale
+            param -= work
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter 2019), as torch.optim.AdamW.
+
+    param *= 1 - lr * weight_decay, then the Adam update above on the plain gradient (no L2 term).
+    """
+
+    def __init__(
+        self, params: dict[str, np.ndarray], lr: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+        weight_decay: float = 0.01,
+    ) -> None:
+        super().__init__(params, lr, beta1, beta2, eps)
+        self.decoupled_weight_decay = weight_decay
+
+    def step(self, grads: dict[str, np.ndarray]) -> None:
+        """One update. grads: {name: array shaped like params[name]}; read, not modified."""
+        if self.decoupled_weight_decay:
+            shrink = 1.0 - self.lr * self.decoupled_weight_decay
+            for param in self.params.values():
+                param *= shrink
+        super().step(grads)
+
+
+class RMSprop(Optimizer):
+    """RMSprop (Hinton 2012), optionally centered and with momentum, as torch.optim.RMSprop.
+
+    g = grad + weight_decay * param;  s_t = alpha s + (1 - alpha) g^2;
+    centered: a_t = a + (1 - alpha) (g - a) and avg = sqrt(s_t - a_t^2) + eps, else avg = sqrt(s_t) + eps;
+    momentum > 0: buf_t = momentum buf + g / avg and param -= lr * buf_t, else param -= lr * g / avg.
+    """
+
+    def __init__(
+        self, params: dict[str, np.ndarray], lr: float, alpha: float = 0.99, eps: float = 1e-8,
+        momentum: float = 0.0, centered: bool = False, weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(params, lr, weight_decay)
+        self.alpha, self.eps, self.momentum, self.centered = alpha, eps, momentum, centered
+        self.square_average = self._state()
+        self.gradient_average = self._state() if centered else {}
+        self.velocity = self._state() if momentum else {}
+
+    def step(self, grads: dict[str, np.ndarray]) -> None:
+        """One update. grads: {name: array shaped like params[name]}; read, not modified."""
+        self.steps += 1
+        for name, param in self.params.items():
+            grad, work = self._l2_gradient(name, grads[name]), self.update_buffers[name]
+            square = self.square_average[name]
+            square *= self.alpha
+            np.multiply(grad, 1.0 - self.alpha, out=work)
+            work *= grad
+            square += work
+            if self.centered:
+                average = self.gradient_average[name]
+                np.subtract(grad, average, out=work)
+                work *= 1.0 - self.alpha
+                average += work
+                np.multiply(average, average, out=work)
+                np.subtract(square, work, out=work)
+                np.sqrt(work, out=work)
+            else:
+                np.sqrt(square, out=work)
+            work += self.eps
+            np.divide(grad, work, out=work)
+            if self.momentum:
+                buf = self.velocity[name]
+                buf *= self.momentum
+                buf += work
+                work = np.multiply(buf, self.lr, out=work)
+            else:
+                work *= self.lr
+            param -= work
+
+
+class Adagrad(Optimizer):
+    """Adagrad (Duchi et al. 2011), as torch.optim.Adagrad with lr_decay 0.
+
+    g = grad + weight_decay * param;  s_t = s + g^2 (s_0 = initial_accumulator_value);
+    param -= lr * g / (sqrt(s_t) + eps).
+    """
+
+    def __init__(
+        self, params: dict[str, np.ndarray], lr: float, eps: float = 1e-10, weight_decay: float = 0.0,
+        initial_accumulator_value: float = 0.0,
+    ) -> None:
+        super().__init__(params, lr, weight_decay)
+        self.eps = eps
+        self.squared_sum = self._state(initial_accumulator_value)
+
+    def step(self, grads: dict[str, np.ndarray]) -> None:
+        """One update. grads: {name: array shaped like params[name]}; read, not modified."""
+        self.steps += 1
+        for name, param in self.params.items():
+            grad, work = self._l2_gradient(name, grads[name]), self.update_buffers[name]
+            squared_sum = self.squared_sum[name]
+            np.multiply(grad, grad, out=work)
+            squared_sum += work
+            np.sqrt(squared_sum, out=work)
+            work += self.eps
+            np.divide(grad, work, out=work)
+            work *= self.lr
             param -= work
