@@ -13,8 +13,8 @@ import pytest
 from synthetic_report import MODELS, write_params, write_results
 
 from mnistbench.params import load_params
-from mnistbench.report import aggregate, figures, recipes
-from mnistbench.report.context import sensitivity_figures
+from mnistbench.report import aggregate, families, figures, recipes
+from mnistbench.report.context import _lr_curve, schedule_section, sensitivity_figures
 from mnistbench.report.inputs import load_inputs
 from mnistbench.report.render import run_report
 from mnistbench.sweep import parse_setting, sweep_entries
@@ -170,3 +170,75 @@ def test_the_schedule_figure_draws_each_lr_curve_as_a_fraction_of_its_entrys_lr(
     assert [list(line.get_ydata()) for line in axes.lines] == [pytest.approx([0.1, 1.0, 0.5, 0.0]), [1.0, 1.0]]
     assert [list(line.get_xdata()) for line in axes.lines] == [[0, 10, 20, 29], [0, 10]]
     assert [text.get_text() for text in axes.get_legend().get_texts()] == ["a: cosine", "b: constant"]
+
+
+COSINE = {"name": "cosine", "warmup_epochs": 1, "min_lr": 0.0}
+OPTIMIZER_BASES = {
+    "sgd": {**MODELS["scratch_sgd"], "lr": 0.3, "schedule": COSINE},
+    "momentum": {**MODELS["scratch_sgd"], "lr": 0.03, "momentum": 0.9, "schedule": COSINE},
+    "adamw": {**MODELS["scratch_adam"], "optimizer": "adamw", "weight_decay": 0.01, "schedule": COSINE},
+    "rmsprop": {"impl": "scratch", "optimizer": "rmsprop", "lr": 0.001, "alpha": 0.99, "eps": 1e-8, "momentum": 0.0,
+                "centered": False, "weight_decay": 0.0, "epochs": 3, "batch_size": 128,
+                "schedule": {"name": "constant"}},
+}
+
+
+@pytest.fixture(scope="module")
+def optimizer_comparison(tmp_path_factory):
+    """Four optimizer families: three on warmup + cosine, rmsprop constant; adamw swept over weight decay (0 in)."""
+    models = dict(OPTIMIZER_BASES)
+    for base, setting in (("sgd", "lr=0.1,1"), ("momentum", "lr=0.01,0.1"), ("adamw", "weight_decay=0,1e-4,1e-2"),
+                          ("rmsprop", "lr=1e-4,1e-3,1e-2")):
+        models |= sweep_entries(base, OPTIMIZER_BASES, [parse_setting(setting)])
+    skill = {name: 0.96 - 0.02 * abs(np.log10(entry["lr"] / OPTIMIZER_BASES[entry.get("family", name)]["lr"]))
+             for name, entry in models.items()}
+    skill["adamw__weight_decay_0p0001"] = 0.975
+    root = tmp_path_factory.mktemp("optimizer_comparison")
+    params = write_params(root, seeds=(0, 1), models=models)
+    layout = write_results(root, params, skill=skill)
+    run_report(params, layout)
+    return {"params": params, "layout": layout, "html": layout.report_html.read_text(),
+            "metrics": json.loads(layout.metrics_json.read_text())}
+
+
+def test_the_summary_recipes_name_optimizer_non_default_keys_and_schedule(optimizer_comparison):
+    metrics = optimizer_comparison["metrics"]
+    assert metrics["families"]["adamw"]["selected"] == "adamw__weight_decay_0p0001"
+    cells = re.findall(r'<td class="text small recipe">([^<]*)</td>', optimizer_comparison["html"])
+    assert "scratch AdamW lr 1e-3, wd 1e-4, cosine (warmup 1 ep, min 0), batch 128, 3 epochs" in cells
+    assert "scratch SGD lr 0.03, momentum 0.9, cosine (warmup 1 ep, min 0), batch 64, 4 epochs" in cells
+    assert "scratch RMSprop lr 1e-3, constant, batch 128, 3 epochs" in cells
+
+
+def test_a_weight_decay_sweep_with_zero_gets_a_symlog_axis_beside_the_lr_figure(optimizer_comparison):
+    tags = figure_tags(optimizer_comparison["html"])
+    assert tags["weight_decay"] == ("adamw", "symlog scale: linear from 0 to 0.0001, log beyond")
+    assert set(tags["lr"][0].split(", ")) == {"sgd", "momentum", "rmsprop"} and tags["lr"][1] == "log scale"
+
+
+def test_the_schedule_figure_shows_the_recorded_lr_of_each_selected_model(optimizer_comparison):
+    params, layout, metrics = (optimizer_comparison[key] for key in ("params", "layout", "metrics"))
+    assert '<img alt="learning rate against step" src="data:image/png;base64,' in optimizer_comparison["html"]
+    selected = [family["selected"] for family in metrics["families"].values()]
+    inputs = load_inputs(params, layout)
+    section = schedule_section(params, inputs, selected, figures.model_colours(selected))
+    assert section["missing"] == [] and section["image"].startswith("data:image/png;base64,")
+    for model in selected:
+        curve = _lr_curve(inputs, params.mapping["models"][model], model)
+        recorded = json.loads(layout.train_report(model, 0).read_text())["lr_curve"]
+        assert curve.step.tolist() == recorded["step"] and curve.lr.tolist() == recorded["lr"]
+        assert curve.base_lr == params.mapping["models"][model]["lr"]
+    cosine = _lr_curve(inputs, params.mapping["models"]["sgd"], "sgd")
+    assert cosine.lr[0] < cosine.lr.max() == pytest.approx(0.3) and cosine.lr[-1] == pytest.approx(0.0)
+
+
+def test_no_schedule_figure_when_every_selected_model_keeps_a_constant_lr(optimizer_sweep):
+    assert 'id="lr-schedule"' not in optimizer_sweep["html"]
+    assert "learning rate against step" not in optimizer_sweep["html"]
+
+
+def test_a_swept_key_inside_the_schedule_is_named_dotted_as_sweep_writes_it():
+    runs = {"adamw": OPTIMIZER_BASES["adamw"],
+            **sweep_entries("adamw", OPTIMIZER_BASES, [parse_setting("schedule.warmup_epochs=0,2"),
+                                                       parse_setting("lr=1e-3,3e-3")])}
+    assert families.swept_keys(runs, list(runs)) == ["lr", "schedule.warmup_epochs"]

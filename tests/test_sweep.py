@@ -99,3 +99,23 @@ def test_a_refused_key_through_the_cli_exits_2_with_one_line_and_changes_nothing
     error = capfd.readouterr().err
     assert "has no key beta1" in error and "Traceback" not in error and error.strip().count("\n") == 0
     assert Path("params.yaml").read_text(encoding="utf-8") == original
+
+
+def test_weight_decay_and_schedule_sweeps_of_the_default_adam_entry_are_valid_params(tmp_path):
+    path = tmp_path / "params.yaml"
+    text = (REPO_ROOT / "params.yaml").read_text(encoding="utf-8")
+    path.write_text(text.replace("schedule: {name: constant}}\n  torch_adam",
+                                 "schedule: {name: cosine, warmup_epochs: 1, min_lr: 0.0}}\n  torch_adam"),
+                    encoding="utf-8")
+    assert run_sweep(path, "scratch_adam", ["weight_decay=0,1e-4,1e-3"]) == ["scratch_adam__weight_decay_0p0001",
+                                                                              "scratch_adam__weight_decay_0p001"]
+    assert run_sweep(path, "scratch_sgd", ["lr=0.1,0.3"]) == ["scratch_sgd__lr_0p3"]
+    with pytest.raises(MnistbenchError, match=r"models.scratch_sgd \(optimizer sgd, schedule constant\) has no key "
+                                              r"schedule.warmup_epochs"):
+        run_sweep(path, "scratch_sgd", ["schedule.warmup_epochs=0,2"])
+    assert run_sweep(path, "scratch_adam", ["schedule.warmup_epochs=0,2"]) == [
+        "scratch_adam__schedule_warmup_epochs_0", "scratch_adam__schedule_warmup_epochs_2"]
+    models = load_params(path).mapping["models"]
+    assert models["scratch_adam__schedule_warmup_epochs_2"]["schedule"] == {"name": "cosine", "warmup_epochs": 2,
+                                                                           "min_lr": 0.0}
+    assert "scratch_adam__weight_decay_0p001" not in models  # the new sweep of the base replaced its old block
