@@ -7,6 +7,7 @@ from __future__ import annotations
 import inspect
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +19,8 @@ from mnistbench.report.context import _lr_curve, schedule_section, sensitivity_f
 from mnistbench.report.inputs import load_inputs
 from mnistbench.report.render import run_report
 from mnistbench.sweep import parse_setting, sweep_entries
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize(("values", "name", "threshold"), [
@@ -242,3 +245,21 @@ def test_a_swept_key_inside_the_schedule_is_named_dotted_as_sweep_writes_it():
             **sweep_entries("adamw", OPTIMIZER_BASES, [parse_setting("schedule.warmup_epochs=0,2"),
                                                        parse_setting("lr=1e-3,3e-3")])}
     assert families.swept_keys(runs, list(runs)) == ["lr", "schedule.warmup_epochs"]
+
+
+def test_the_optimizers_preset_is_six_scratch_families_on_warmup_and_cosine_with_two_seeds():
+    params = load_params(REPO_ROOT / "workflow" / "presets" / "optimizers.yaml")
+    runs = params.mapping["models"]
+    families_of = params.families()
+    assert {runs[base]["optimizer"] for base in families_of} == {"sgd", "adam", "adamw", "rmsprop"}
+    sgd_kinds = {(runs[base]["momentum"], runs[base]["nesterov"]) for base in families_of
+                 if runs[base]["optimizer"] == "sgd"}
+    assert len(families_of) == 6 and sgd_kinds == {(0.0, False), (0.9, False), (0.9, True)}
+    assert list(params.seeds) == [0, 1] and params.data.n_train < 55_000
+    for base, members in families_of.items():
+        assert {runs[member]["impl"] for member in members} == {"scratch"}
+        assert all(runs[member]["schedule"]["name"] == "cosine" and runs[member]["schedule"]["warmup_epochs"] > 0
+                   for member in members)
+        assert families.swept_keys(runs, members) == ["lr"]
+        grid = sorted(runs[member]["lr"] for member in members)
+        assert len(grid) == 5 and grid[2] == runs[base]["lr"], base  # each base at the centre of its own grid
