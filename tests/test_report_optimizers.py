@@ -263,3 +263,16 @@ def test_the_optimizers_preset_is_six_scratch_families_on_warmup_and_cosine_with
         assert families.swept_keys(runs, members) == ["lr"]
         grid = sorted(runs[member]["lr"] for member in members)
         assert len(grid) == 5 and grid[2] == runs[base]["lr"], base  # each base at the centre of its own grid
+
+
+def test_a_collapsed_member_does_not_flatten_the_accuracy_axis_and_is_marked_below_it():
+    series = [figures.SensitivitySeries("sgd", [point(0.3, [0.966]), point(1.0, [0.976], True), point(10.0, [0.106])],
+                                        "#1f77b4"),
+              figures.SensitivitySeries("adam", [point(1e-3, [0.964]), point(1e-2, [0.975], True)], "#ff7f0e")]
+    axes = figures.sensitivity_plot(series, "lr").axes[0]
+    assert axes.get_ylim()[0] == pytest.approx(97.6 - figures.ZOOM_POINTS)
+    marks = [text.get_text() for text in axes.texts]
+    assert marks == ["11%"]
+    assert any(text.get_text().startswith("below the axis") for text in axes.get_legend().get_texts())
+    kept = figures.sensitivity_plot(series[1:], "lr").axes[0]
+    assert len(kept.texts) == 0 and kept.get_ylim()[0] < 96.4

@@ -303,6 +303,7 @@ def sensitivity_plot(series: list[SensitivitySeries], key: str) -> Figure:
     _apply_scale(axes, scale, xs)
     for one in series:
         _draw_sensitivity_line(axes, one)
+    below = _zoom_on_the_best(axes, series)
     axes.set_xlabel(f"{key} ({scale.note})")
     axes.set_ylabel("accuracy (%)")
     axes.set_title(f"Validation accuracy (final epoch) against {key}", fontsize=11)
@@ -317,8 +318,37 @@ def sensitivity_plot(series: list[SensitivitySeries], key: str) -> Figure:
     if any(point["n_diverged"] for one in series for point in one.points):
         handles.append(Line2D([], [], marker="x", markersize=8, color="#b00020", linestyle="none"))
         labels.append("diverged (first epoch noted)")
+    if below:
+        handles.append(Line2D([], [], marker="v", markersize=7, color="grey", linestyle="none"))
+        labels.append(f"below the axis, which starts {ZOOM_POINTS:g} points\nunder the best (mean noted)")
     axes.legend(handles, labels, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     return figure
+
+
+# The accuracy axis spans at most this many points under the best mean, so that one collapsed member (10% at a far
+# too large learning rate) does not flatten the differences between the families' best settings.
+ZOOM_POINTS = 10.0
+
+
+def _zoom_on_the_best(axes: Any, series: list[SensitivitySeries]) -> int:
+    """Start the accuracy axis ZOOM_POINTS under the best mean when some mean lies lower, and mark each such member
+    at the bottom edge with its mean written beside it; returns how many were marked."""
+    means = [(one.colour, point["x"], 100 * float(np.mean(point["val"]))) for one in series
+             for point in one.points if len(point["val"])]
+    if not means:
+        return 0
+    floor = max(mean for _, _, mean in means) - ZOOM_POINTS
+    low = [(colour, x, mean) for colour, x, mean in means if mean < floor]
+    if not low:
+        return 0
+    axes.set_ylim(bottom=floor)
+    edge = axes.get_xaxis_transform()
+    for colour, x, mean in low:
+        axes.plot(x, 0.06, marker="v", markersize=8, color=colour, transform=edge, linestyle="none", zorder=5,
+                  clip_on=False)
+        axes.annotate(f"{mean:.0f}%", (x, 0.06), xycoords=edge, xytext=(6, -3), textcoords="offset points",
+                      fontsize=7, color=colour)
+    return len(low)
 
 
 def _draw_sensitivity_line(axes: Any, one: SensitivitySeries) -> None:
