@@ -341,7 +341,9 @@ def _zoom_on_the_best(axes: Any, series: list[SensitivitySeries]) -> int:
     low = [(colour, x, mean) for colour, x, mean in means if mean < floor]
     if not low:
         return 0
-    axes.set_ylim(bottom=floor)
+    highest = max(100 * float(np.max([*point["val"], *point["test"]])) for one in series for point in one.points
+                  if len(point["val"]))
+    axes.set_ylim(floor, min(100.0, highest + 0.5))
     edge = axes.get_xaxis_transform()
     for colour, x, mean in low:
         axes.plot(x, 0.06, marker="v", markersize=8, color=colour, transform=edge, linestyle="none", zorder=5,
