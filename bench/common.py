@@ -29,7 +29,7 @@ def training_rows(rows: int) -> tuple[np.ndarray, np.ndarray, str]:
 def adam_run(impl: str, batch_size: int, device: str = "cpu") -> RunParams:
     """The default Adam recipe (lr 1e-3) for one epoch at `batch_size` on `impl`."""
     return RunParams(name=f"bench_{impl}_{device}", impl=impl, optimizer="adam", lr=1e-3, beta1=0.9, beta2=0.999,
-                     eps=1e-8, epochs=1, batch_size=batch_size, device=device)
+                     eps=1e-8, weight_decay=0.0, epochs=1, batch_size=batch_size, device=device)
 
 
 def backend_for(run: RunParams, network: NetworkParams, images: np.ndarray, labels: np.ndarray,

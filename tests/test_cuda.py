@@ -31,10 +31,12 @@ def run_params(device: str, optimizer: str = "adam", **overrides) -> RunParams:
     return RunParams(**values)
 
 
-def trained(device: str, dtype: type, steps: int, optimizer: str = "adam") -> tuple[TorchBackend, np.ndarray]:
+def trained(device: str, dtype: type, steps: int, optimizer: str = "adam",
+            **overrides) -> tuple[TorchBackend, np.ndarray]:
     images, labels = synthetic_digits(640, seed=0, noise=0.9)
     model = NetworkParams(hidden=64, init="xavier_uniform", dtype=np.dtype(dtype).name)
-    backend = TorchBackend(run_params(device, optimizer), initial_weights(0, model), images, labels, dtype, 1)
+    backend = TorchBackend(run_params(device, optimizer, **overrides), initial_weights(0, model), images, labels,
+                           dtype, 1)
     _, batch_rng = generators(0)
     losses = []
     while len(losses) < steps:
@@ -42,10 +44,24 @@ def trained(device: str, dtype: type, steps: int, optimizer: str = "adam") -> tu
     return backend, np.array(losses)
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
-def test_cuda_training_matches_cpu_in_float64(optimizer):
-    gpu, gpu_losses = trained("cuda", np.float64, 100, optimizer)
-    cpu, cpu_losses = trained("cpu", np.float64, 100, optimizer)
+COSINE = {"name": "cosine", "warmup_epochs": 1, "min_lr": 1e-5}
+# Every optimizer on the device's fused (SGD, Adam, AdamW, Adagrad) or foreach (RMSprop) path, with a schedule.
+CUDA_CASES = {
+    "adam": ("adam", {}),
+    "sgd": ("sgd", {}),
+    "sgd-nesterov-step": ("sgd", {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4,
+                                  "schedule": {"name": "step", "step_epochs": 1, "gamma": 0.5}}),
+    "adamw-cosine": ("adamw", {"weight_decay": 0.05, "schedule": COSINE}),
+    "rmsprop-cosine": ("rmsprop", {"lr": 1e-3, "alpha": 0.9, "momentum": 0.5, "centered": True, "schedule": COSINE}),
+    "adagrad-cosine": ("adagrad", {"initial_accumulator_value": 0.1, "eps": 1e-10, "schedule": COSINE}),
+}
+
+
+@pytest.mark.parametrize(("optimizer", "overrides"), CUDA_CASES.values(), ids=CUDA_CASES.keys())
+def test_cuda_training_matches_cpu_in_float64(optimizer, overrides):
+    gpu, gpu_losses = trained("cuda", np.float64, 100, optimizer, **overrides)
+    cpu, cpu_losses = trained("cpu", np.float64, 100, optimizer, **overrides)
+    np.testing.assert_array_equal(gpu.learning_rates(), cpu.learning_rates())
     np.testing.assert_allclose(gpu_losses, cpu_losses, rtol=0, atol=1e-8)
     for name, value in cpu.weights().items():
         np.testing.assert_allclose(gpu.weights()[name], value, rtol=0, atol=1e-6, err_msg=name)

@@ -201,3 +201,30 @@ def test_initial_weights_are_evaluated_near_chance(workspace):
     report = evaluated(params, layout, "tiny_torch", seed=1)
     assert report["test_accuracy"] < 0.4
     assert report["test_loss"] == pytest.approx(np.log(10), abs=0.7)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid"])
+def test_both_implementations_evaluate_a_deeper_network_as_a_plain_forward_pass(tmp_path, activation):
+    params_path = tmp_path / "params.yaml"
+    deep = f"network: {{hidden: [16, 8], activation: {activation}, init: xavier_uniform, dtype: float32}}"
+    text = PARAMS.replace("network: {hidden: 16, activation: relu, init: xavier_uniform, dtype: float32}", deep)
+    params_path.write_text(text.replace("lr: 0.001", "lr: 0.01"), encoding="utf-8")  # sigmoid learns slowly
+    params = load_params(params_path)
+    assert params.network.hidden == (16, 8)
+    layout = Layout(tmp_path)
+    images, labels = synthetic_digits(300 + N_TEST, seed=0, noise=0.5)
+    save_npz(layout.prepared_split("test"), {"images": images[300:], "labels": labels[300:].astype(np.uint8),
+                                             "indices": np.arange(N_TEST, dtype=np.int64)})
+    empty = {"images": images[:0], "labels": labels[:0]}
+    weights, record = train(params.run("tiny_scratch"), params.network, 0,
+                            {"images": images[:300], "labels": labels[:300]}, empty, progress=False)
+    squash = np.tanh if activation == "tanh" else (lambda x: 1.0 / (1.0 + np.exp(-x)))
+    w = {name: value.astype(np.float64) for name, value in weights.items()}
+    hidden = squash(squash(images[300:].astype(np.float64) @ w["w1"] + w["b1"]) @ w["w2"] + w["b2"])
+    predicted = np.argmax(hidden @ w["w3"] + w["b3"], axis=1)
+    assert len(np.unique(predicted)) > 1, "a network predicting one class would make the comparison empty"
+    expected = float(np.mean(predicted == labels[300:]))
+    for model in ("tiny_scratch", "tiny_torch"):
+        save_npz(layout.weights(model, 0), weights)
+        write_json(layout.train_report(model, 0), {"status": "ok", "diverged_epoch": None, **record})
+        assert evaluated(params, layout, model)["test_accuracy"] == pytest.approx(expected, abs=2 / N_TEST)

@@ -72,8 +72,12 @@ def test_evaluation_uses_the_backends_not_the_training_loop():
     assert "mnistbench.training" not in modules_imported_by("mnistbench.evaluation")
 
 
+SCRATCH_MODULES = ("activations", "layers", "losses", "initializers", "network", "optim", "schedules")
+
+
 def test_the_scratch_network_is_pure_numpy_math():
-    imported = modules_imported_by("mnistbench.scratch.network") | modules_imported_by("mnistbench.scratch.optim")
+    imported = set().union(*(modules_imported_by(f"mnistbench.scratch.{name}") for name in SCRATCH_MODULES))
+    assert {f"mnistbench.scratch.{name}" for name in SCRATCH_MODULES} <= imported
     assert not {"mnistbench.params", "mnistbench.backends", "torch"} & imported
 
 

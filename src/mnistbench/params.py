@@ -170,27 +170,25 @@ def _check_finite(node: Any, where: str, key: str = "") -> None:
 def _check_foreign_keys(mapping: Any, where: str) -> None:
     """A key of another optimizer (or schedule) is named as such, with the keys this one reads."""
     models = mapping.get("models") if isinstance(mapping, dict) else None
-    for name, run in (models or {}).items() if isinstance(models, dict) else ():
-        if not isinstance(run, dict):
-            continue
-        _refuse_foreign(run, OPTIMIZER_KEYS, "optimizer", f"models.{name}", where)
-        if isinstance(run.get("schedule"), dict):
-            _refuse_foreign(run["schedule"], SCHEDULE_KEYS, "name", f"models.{name}.schedule", where)
+    runs = {name: run for name, run in models.items() if isinstance(run, dict)} if isinstance(models, dict) else {}
+    for name, run in runs.items():
+        _refuse_foreign(run, run.get("optimizer"), OPTIMIZER_KEYS, "optimizer", f"models.{name}", where)
+        schedule = run.get("schedule")
+        if isinstance(schedule, dict):
+            _refuse_foreign(schedule, schedule.get("name"), SCHEDULE_KEYS, "schedule", f"models.{name}.schedule", where)
 
 
-def _refuse_foreign(entry: dict[str, Any], keys_of: dict[str, tuple[str, ...]], selector: str, key: str,
+def _refuse_foreign(entry: dict[str, Any], chosen: Any, keys_of: dict[str, tuple[str, ...]], kind: str, key: str,
                     where: str) -> None:
-    """entry[selector] picks one row of keys_of: the keys of the other rows must not stand in entry."""
-    chosen = entry.get(selector)
+    """`chosen` picks one row of keys_of (an unknown choice is left to the schema): no other row's key may stand
+    in entry."""
     if not isinstance(chosen, str) or chosen not in keys_of:
         return
-    foreign = sorted({k for keys in keys_of.values() for k in keys} - set(keys_of[chosen]))
-    for other in foreign:
-        if other in entry:
-            kind = "optimizer" if selector == "optimizer" else "schedule"
-            own = ", ".join(keys_of[chosen]) or "none"
-            raise MnistbenchError(f"{where}: {key}.{other}: not a key of {kind} {chosen} (its keys: {own}); "
-                                  f"remove it")
+    foreign = {other for keys in keys_of.values() for other in keys} - set(keys_of[chosen])
+    present = sorted(foreign & set(entry))
+    if present:
+        own = ", ".join(keys_of[chosen]) or "none"
+        raise MnistbenchError(f"{where}: {key}.{present[0]}: not a key of {kind} {chosen} (its keys: {own}); remove it")
 
 
 def _check_run(name: str, run: dict[str, Any], where: str) -> None:
