@@ -19,6 +19,8 @@ from mnistbench.evaluation import time_to_target
 from mnistbench.io import save_npz, write_json
 from mnistbench.params import Params, load_params
 from mnistbench.paths import Layout
+from mnistbench.scratch import schedules
+from mnistbench.training import lr_curve
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RAW_ROWS = 300
@@ -136,11 +138,18 @@ def write_results(root: Path, params: Params, diverged: frozenset[tuple[str, int
             is_diverged = (model, run_seed) in diverged
             aim = (skill or {}).get(model)
             train = train_record(model, run_seed, run.epochs, rng, 2 if is_diverged else None, params.data.n_val, aim)
+            train["lr_curve"] = synthetic_lr_curve(params.mapping["models"][model], params.data.n_train)
             write_json(layout.train_report(model, run_seed), train)
             evaluation = eval_record(model, run_seed, rng, is_diverged, params.data.n_test, aim)
             evaluation["time_to_target"] = time_to_target(train["history"], params.evaluate.target_accuracy)
             write_json(layout.eval_report(model, run_seed), evaluation)
     return layout
+
+
+def synthetic_lr_curve(entry: dict[str, Any], n_train: int) -> dict[str, list]:
+    """The lr_curve training would record for this entry's schedule over n_train rows (every epoch completed)."""
+    per_epoch = schedules.steps_per_epoch(n_train, entry["batch_size"])
+    return lr_curve(schedules.learning_rates(entry["schedule"], entry["lr"], per_epoch, entry["epochs"]))
 
 
 OPTIMIZER_PEAKS = {"sgd": (0.1, 0.975), "adam": (0.001, 0.978)}  # best lr and its accuracy, per optimizer

@@ -1,5 +1,6 @@
-"""End to end on the fixture: a sweep written by `mnistbench sweep` runs through Snakemake as ordinary models,
-DVC then has nothing to do, and the report selects on validation and draws the sensitivity figure."""
+"""End to end on the fixture: a sweep of two optimizers on warmup + cosine, written by `mnistbench sweep`, runs
+through Snakemake as ordinary models, DVC then has nothing to do, and the report selects on validation, draws the
+sensitivity figures (a learning rate; a weight decay with 0 among its values) and the learning-rate schedule."""
 
 from __future__ import annotations
 
@@ -8,17 +9,24 @@ import re
 import subprocess
 
 import pytest
-from pipeline_helpers import BIN, copy_repo, run
+import yaml
+from pipeline_helpers import BIN, copy_repo, run, write_params
 
 pytestmark = pytest.mark.slow
+COSINE = {"name": "cosine", "warmup_epochs": 1, "min_lr": 0.0}
 
 
 @pytest.fixture(scope="module")
 def swept_repo(fresh_repo, tmp_path_factory):
     repo = copy_repo(fresh_repo, tmp_path_factory.mktemp("swept") / "repo")
-    # Two families (scratch_sgd, scratch_adam) x three learning rates; torch_adam stays a family of one.
+    # Nesterov momentum and AdamW on warmup + cosine, three members each; torch_adam stays a family of one.
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["models"]["scratch_sgd"] |= {"momentum": 0.9, "nesterov": True, "schedule": COSINE}
+    params["models"]["scratch_adam"] |= {"optimizer": "adamw", "weight_decay": 0.01, "schedule": COSINE}
+    write_params(repo, params)
+    run(repo, "git", "commit", "-qam", "two optimizers on warmup + cosine")
     run(repo, str(BIN / "mnistbench"), "--quiet", "sweep", "scratch_sgd", "--set", "lr=0.01,1.0")
-    run(repo, str(BIN / "mnistbench"), "--quiet", "sweep", "scratch_adam", "--set", "lr=1e-4,1e-2")
+    run(repo, str(BIN / "mnistbench"), "--quiet", "sweep", "scratch_adam", "--set", "weight_decay=0,1e-4")
     run(repo, "snakemake", "--cores", "2")
     return repo
 
@@ -43,7 +51,13 @@ def test_report_selects_on_validation_and_has_the_sensitivity_figure(swept_repo)
         assert family["selected"] in {model for model, mean in means.items() if abs(mean - best) < 1e-12}, name
     assert len(metrics["families"]["scratch_adam"]["members"]) == 3
     html = (swept_repo / "reports" / "report.html").read_text()
-    assert re.search(r'<img alt="sensitivity to lr: ', html)
+    assert re.search(r'<img alt="sensitivity to lr: scratch_sgd" data-scale="log scale"', html)
+    assert re.search(r'<img alt="sensitivity to weight_decay: scratch_adam" data-scale="symlog scale: linear from 0 '
+                     r'to 0.0001, log beyond"', html)
+    assert '<img alt="learning rate against step" src="data:image/png;base64,' in html
+    assert re.search(r'<td class="text small recipe">scratch SGD lr [^,]+, momentum 0.9, Nesterov, cosine \(warmup 1 '
+                     r'ep, min 0\), batch 64, 2 epochs</td>', html)
+    assert re.search(r'<td class="text small recipe">scratch AdamW lr 1e-3, (wd [^,]+, )?cosine', html)
     summary = json.loads((swept_repo / "reports" / "summary.json").read_text())
     assert set(summary) == set(metrics["models"])
 

@@ -126,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
                   "the params file; --clear removes them")
     sweep.add_argument("base", metavar="BASE", help="the models entry to sweep (it stays, as a member of its family)")
     sweep.add_argument("--set", action="append", metavar="KEY=V1,V2,...",
-                       help="values of one hyperparameter (repeat for a grid), e.g. --set lr=1e-4,3e-4,1e-3")
+                       help="values of one numeric key of BASE (repeat for a grid), e.g. --set lr=1e-4,3e-4,1e-3, "
+                       "--set weight_decay=0,1e-4, --set schedule.warmup_epochs=0,1")
     sweep.add_argument("--clear", action="store_true", help="remove the entries a sweep of BASE wrote")
     sweep.add_argument("--params", default=argparse.SUPPRESS, help="params file to edit (default: params.yaml)")
     sync = stage("sync-dvc", _sync_dvc, "after a Snakemake run: record in dvc.lock the stages that ran (dvc commit)")

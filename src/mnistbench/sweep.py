@@ -1,7 +1,8 @@
 """`mnistbench sweep`: write a family of `models` entries (one recipe at several hyperparameter values) into a
 params file, or remove them again, editing the text so that comments and formatting survive byte for byte.
 
-    mnistbench sweep scratch_adam --set lr=1e-4,3e-4,1e-3 [--set batch_size=32,128] [--params PATH]
+    mnistbench sweep scratch_adam --set lr=1e-4,3e-4,1e-3 [--set weight_decay=0,1e-4] [--params PATH]
+    mnistbench sweep scratch_adam --set schedule.warmup_epochs=0,1
     mnistbench sweep --clear scratch_adam
 
 The entries go in one block at the end of `models:`, between two marker comments; `--clear` deletes that block,
@@ -9,14 +10,25 @@ so sweep-then-clear gives the original file back exactly. Each entry is the base
 values and `family: BASE`, in YAML flow style on one line. A combination equal to the base entry itself is
 skipped: the base is already a member of its family (an entry without `family` is its own family).
 
-Names: BASE__KEY_VALUE[__KEY_VALUE...], the value written with %g and "." -> "p", "-" -> "m" (so that the name
-matches Snakemake's wildcard constraint [A-Za-z][A-Za-z0-9_]*): lr 0.001 -> scratch_adam__lr_0p001,
-lr 1e-05 -> scratch_adam__lr_1em05, batch_size 32 -> scratch_adam__batch_size_32.
+What can be swept: any key whose value in the base entry is a number (lr, epochs, batch_size and the keys of its
+optimizer: momentum, weight_decay, beta1, ...), and a number inside its `schedule:` mapping, written with a dot
+(schedule.warmup_epochs, schedule.min_lr, schedule.step_epochs, schedule.gamma). A key the base entry does not
+have (beta1 on an sgd entry, schedule.gamma on a cosine schedule) or whose value is not a number (optimizer,
+nesterov, schedule.name) is refused with one line that lists the keys that can be swept; so is a value that is not
+a finite number.
+
+Names: BASE__KEY_VALUE[__KEY_VALUE...], the key with "." -> "_", the value written with %g and "." -> "p",
+"-" -> "m", "+" dropped (so that the name matches Snakemake's wildcard constraint [A-Za-z][A-Za-z0-9_]*):
+lr 0.001 -> scratch_adam__lr_0p001, lr 1e-05 -> scratch_adam__lr_1em05, weight_decay 0 ->
+scratch_adam__weight_decay_0, batch_size 32 -> scratch_adam__batch_size_32, schedule.warmup_epochs 1 ->
+scratch_adam__schedule_warmup_epochs_1. Two values that %g writes alike (0.1 and 0.1000001) are refused.
 """
 
 from __future__ import annotations
 
+import copy
 import itertools
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -25,7 +37,7 @@ import yaml
 
 from mnistbench.errors import MnistbenchError
 from mnistbench.io import atomic_path
-from mnistbench.params import load_schema, validate_mapping
+from mnistbench.params import validate_mapping
 
 BEGIN = "# >>> mnistbench sweep {base}: written by `mnistbench sweep`; remove with `mnistbench sweep --clear {base}`"
 END = "# <<< mnistbench sweep {base}"
@@ -55,7 +67,62 @@ def value_label(value: Any) -> str:
 
 
 def member_name(base: str, setting: dict[str, Any]) -> str:
-    return "__".join([base, *(f"{key}_{value_label(value)}" for key, value in setting.items())])
+    return "__".join([base, *(f"{key.replace('.', '_')}_{value_label(value)}" for key, value in setting.items())])
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def sweepable_keys(entry: dict[str, Any]) -> list[str]:
+    """The keys of a models entry whose values are numbers, those inside a nested mapping (schedule) dotted."""
+    keys = []
+    for key, value in entry.items():
+        if isinstance(value, dict):
+            keys += [f"{key}.{inner}" for inner, nested in value.items() if is_number(nested)]
+        elif is_number(value):
+            keys.append(key)
+    return keys
+
+
+def setting_value(entry: dict[str, Any], key: str) -> Any:
+    """entry["a"]["b"] for the dotted key "a.b" (None where a part is missing)."""
+    value: Any = entry
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def with_setting(entry: dict[str, Any], setting: dict[str, Any]) -> dict[str, Any]:
+    """A copy of entry with each (possibly dotted) key of setting replaced."""
+    result = copy.deepcopy(entry)
+    for key, value in setting.items():
+        *outer, last = key.split(".")
+        target = result
+        for part in outer:
+            target = target[part]
+        target[last] = value
+    return result
+
+
+def _check_setting(base: str, entry: dict[str, Any], key: str, values: list[Any]) -> None:
+    allowed = sweepable_keys(entry)
+    if key not in allowed:
+        value = setting_value(entry, key)
+        what = f"has no key {key}" if value is None else f"has {key}: {value!r}, not a number"
+        raise MnistbenchError(f"sweep: --set {key}: models.{base} ({_describe(entry)}) {what}; the keys it can "
+                              f"sweep: {', '.join(allowed)}")
+    if not values:
+        raise MnistbenchError(f"sweep: --set {key}: no values")
+    for value in values:
+        if not is_number(value) or not math.isfinite(value):
+            raise MnistbenchError(f"sweep: --set {key}: {value!r} is not a finite number (write e.g. {key}=0,1e-4)")
+
+
+def _describe(entry: dict[str, Any]) -> str:
+    schedule = entry.get("schedule")
+    text = f"optimizer {entry.get('optimizer')}"
+    return text + (f", schedule {schedule.get('name')}" if isinstance(schedule, dict) else "")
 
 
 def sweep_entries(base: str, runs: dict[str, Any], settings: list[tuple[str, list[Any]]]) -> dict[str, dict]:
@@ -65,21 +132,21 @@ def sweep_entries(base: str, runs: dict[str, Any], settings: list[tuple[str, lis
     entry = runs[base]
     if "family" in entry and entry["family"] != base:
         raise MnistbenchError(f"sweep: models.{base} belongs to family {entry['family']!r}: sweep a base entry")
-    allowed = set(load_schema()["$defs"]["run"]["properties"]) - {"family", "impl"}
     for key, values in settings:
-        if key not in allowed:
-            raise MnistbenchError(f"sweep: --set {key}: not a sweepable key (allowed: {', '.join(sorted(allowed))})")
-        if not values:
-            raise MnistbenchError(f"sweep: --set {key}: no values")
+        _check_setting(base, entry, key, values)
     keys = [key for key, _ in settings]
     if len(set(keys)) != len(keys):
         raise MnistbenchError(f"sweep: a key is set twice in {keys}")
-    entries = {}
+    entries: dict[str, dict] = {}
     for combination in itertools.product(*(values for _, values in settings)):
         setting = dict(zip(keys, combination, strict=True))
-        if all(entry.get(key) == value for key, value in setting.items()):
+        if all(setting_value(entry, key) == value for key, value in setting.items()):
             continue
-        entries[member_name(base, setting)] = {**entry, **setting, "family": base}
+        name = member_name(base, setting)
+        if name in entries:
+            raise MnistbenchError(f"sweep: two combinations give the same entry name {name} (a value repeated, or "
+                                  "two values alike to 6 significant digits): give each value once")
+        entries[name] = {**with_setting(entry, setting), "family": base}
     clash = sorted(set(entries) & set(runs))
     if clash:
         raise MnistbenchError(f"sweep: entries {clash} exist already outside this sweep's block")

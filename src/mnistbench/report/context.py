@@ -17,10 +17,11 @@ import pandas as pd
 from mnistbench.errors import MnistbenchError
 from mnistbench.params import Params
 from mnistbench.provenance import process_started
-from mnistbench.report import aggregate, article, figures
+from mnistbench.report import aggregate, article, figures, recipes
 from mnistbench.report import formatting as fmt
 from mnistbench.report.inputs import ReportInputs
 from mnistbench.report.provenance_view import provenance_section
+from mnistbench.sweep import is_number, setting_value
 
 WORST_SHOWN = 8
 
@@ -56,7 +57,7 @@ def summary_section(params: Params, metrics: dict[str, Any], selected: list[str]
                  SUMMARY_TABLE_COLUMNS]
         per_seed = [fmt.percent(value) for value in entry["test_accuracy"]["per_seed"]]
         family = metrics["families"][entry["family"]]
-        rows.append({"model": name, "recipe": _recipe(params, name), "cells": cells,
+        rows.append({"model": name, "recipe": recipes.recipe_text(params.mapping["models"][name]), "cells": cells,
                      "per_seed": ", ".join(per_seed) or fmt.MISSING, "seeds_ok": entry["n_seeds_ok"],
                      "n_diverged": entry["n_diverged"], "family": entry["family"],
                      "n_members": len(family["members"])})
@@ -80,13 +81,6 @@ def _mark_best(cells: list[dict[str, Any]], best: str | None) -> None:
         cell["best"] = cell["value"] == target
 
 
-def _recipe(params: Params, name: str) -> str:
-    run = params.models[name]
-    batch = "full batch" if run.batch_size == 0 else f"batch {run.batch_size}"
-    extra = f", momentum {run.momentum}" if run.optimizer == "sgd" and run.momentum else ""
-    return f"{run.impl} {run.optimizer}, lr {run.lr}{extra}, {batch}, {run.epochs} epochs"
-
-
 MAX_HEADLINE = 8
 COMPARED_IN_HEADLINE = 4
 
@@ -97,7 +91,7 @@ def label(params: Params, metrics: dict[str, Any], model: str) -> str:
     if len(family["members"]) == 1:
         return model
     run = params.mapping["models"][model]
-    values = ", ".join(f"{key} {run.get(key)}" for key in family["swept"])
+    values = ", ".join(f"{key} {setting_value(run, key)}" for key in family["swept"])
     return f"{metrics['models'][model]['family']} at {values}"
 
 
@@ -412,7 +406,7 @@ def compact_rows(params: Params, metrics: dict[str, Any]) -> list[dict[str, Any]
         family = metrics["families"][entry["family"]]
         run = params.mapping["models"][model]
         rows.append({"model": model, "family": entry["family"], "selected": entry["selected"],
-                     "setting": ", ".join(f"{key} {run.get(key)}" for key in family["swept"]) or "–",
+                     "setting": ", ".join(f"{key} {setting_value(run, key)}" for key in family["swept"]) or "–",
                      "val_value": entry["val_accuracy"]["mean"], "val": fmt.percent(entry["val_accuracy"]["mean"]),
                      "test": fmt.percent(entry["test_accuracy"]["mean"]),
                      "seconds_per_epoch": fmt.seconds(entry["seconds_per_epoch"]["mean"]),
@@ -424,40 +418,78 @@ def compact_rows(params: Params, metrics: dict[str, Any]) -> list[dict[str, Any]
 
 def sensitivity_figures(params: Params, metrics: dict[str, Any], table: pd.DataFrame,
                         colours: dict[str, str]) -> list[dict[str, Any]]:
-    """One figure per swept hyperparameter, holding every family of several members that sweeps it (one or two
-    hyperparameters); families that sweep more are listed as not drawn."""
+    """One figure per swept numeric hyperparameter, holding every family of several members that sweeps it, each
+    through its own selected member (its other swept keys held at the selected values): families of different
+    optimizers side by side, each at its own best. A swept key with a value that is not a number is not drawn."""
+    runs = params.mapping["models"]
     groups: dict[str, list[str]] = {}
     for name in metrics["family_order"]:
         family = metrics["families"][name]
-        if len(family["members"]) > 1 and 1 <= len(family["swept"]) <= 2:
-            groups.setdefault(family["swept"][0], []).append(name)
+        if len(family["members"]) < 2:
+            continue
+        for key in family["swept"]:
+            if all(is_number(setting_value(runs[member], key)) for member in family["members"]):
+                groups.setdefault(key, []).append(name)
     drawn = []
-    for key, names in groups.items():
-        series = [figures.SensitivitySeries(family=name, points=_sensitivity_points(params, metrics, table, name, key),
-                                            colour=colours[metrics["families"][name]["selected"]]) for name in names]
-        drawn.append({"key": key, "families": names, "image": figures.sensitivity_figure(series, key)})
+    for key, names in sorted(groups.items(), key=lambda item: item[0] != "lr"):
+        series = [_sensitivity_series(params, metrics, table, name, key, colours) for name in names]
+        drawn.append({"key": key, "families": names, "image": figures.sensitivity_figure(series, key),
+                      "scale": figures.axis_scale(figures.series_values(series)).note})
     return drawn
 
 
-def _sensitivity_points(params: Params, metrics: dict[str, Any], table: pd.DataFrame, name: str,
-                        key: str) -> list[dict[str, Any]]:
-    """Per member: x (the hyperparameter), group (the second swept one, or None), final validation and test accuracy
-    per ok seed, the first diverged epoch (None if no seed diverged), whether it is the selected member."""
+def _sensitivity_series(params: Params, metrics: dict[str, Any], table: pd.DataFrame, name: str, key: str,
+                        colours: dict[str, str]) -> figures.SensitivitySeries:
+    """The family's members against `key`: those on its slice through the selected member (every other swept key
+    at the selected member's value) as points, the rest as others."""
     family = metrics["families"][name]
-    second = family["swept"][1] if len(family["swept"]) > 1 else None
-    points = []
+    runs = params.mapping["models"]
+    held = [other for other in family["swept"] if other != key]
+    chosen = runs[family["selected"]]
+    points, others = [], []
     for model in family["members"]:
-        run = params.mapping["models"][model]
-        runs = table[table["model"] == model]
-        ok = runs[runs["status"] == "ok"]
-        diverged = runs[runs["status"] != "ok"]["diverged_epoch"].dropna()
-        points.append({"model": model, "x": float(run[key]), "group": run.get(second) if second else None,
-                       "group_key": second, "val": ok["val_accuracy"].dropna().to_numpy(dtype=float),
-                       "test": ok["test_accuracy"].dropna().to_numpy(dtype=float),
-                       "n_diverged": int((runs["status"] != "ok").sum()),
-                       "diverged_epoch": int(diverged.min()) if len(diverged) else None,
-                       "selected": model == family["selected"]})
-    return points
+        point = _sensitivity_point(table, model, float(setting_value(runs[model], key)), family["selected"])
+        on_slice = all(setting_value(runs[model], other) == setting_value(chosen, other) for other in held)
+        (points if on_slice else others).append(point)
+    return figures.SensitivitySeries(
+        family=name, points=points, others=others, colour=colours[family["selected"]],
+        held=", ".join(f"{other} {setting_value(chosen, other)}" for other in held))
+
+
+def _sensitivity_point(table: pd.DataFrame, model: str, x: float, selected: str) -> dict[str, Any]:
+    """One member: x, final validation and test accuracy per ok seed, the first diverged epoch (None if no seed
+    diverged), whether it is the selected member."""
+    runs = table[table["model"] == model]
+    ok = runs[runs["status"] == "ok"]
+    diverged = runs[runs["status"] != "ok"]["diverged_epoch"].dropna()
+    return {"model": model, "x": x, "val": ok["val_accuracy"].dropna().to_numpy(dtype=float),
+            "test": ok["test_accuracy"].dropna().to_numpy(dtype=float),
+            "n_diverged": int((runs["status"] != "ok").sum()),
+            "diverged_epoch": int(diverged.min()) if len(diverged) else None, "selected": model == selected}
+
+
+def schedule_section(params: Params, inputs: ReportInputs, models: list[str],
+                     colours: dict[str, str]) -> dict[str, Any] | None:
+    """The learning rate against the step for the selected models, from their train records' lr_curve; None when
+    every selected model keeps a constant learning rate."""
+    runs = params.mapping["models"]
+    if not any(recipes.is_scheduled(runs[model]) for model in models):
+        return None
+    curves = [curve for curve in (_lr_curve(inputs, runs[model], model) for model in models) if curve is not None]
+    missing = [model for model in models if model not in {curve.model for curve in curves}]
+    return {"image": figures.lr_schedule_figure(curves, colours) if curves else None, "missing": missing}
+
+
+def _lr_curve(inputs: ReportInputs, run: dict[str, Any], model: str) -> figures.LearningRateCurve | None:
+    """The lr_curve of the model's first ok seed (of its first seed if none is ok); None if no record has one."""
+    ordered = sorted(inputs.runs_of(model), key=lambda one: one.status != "ok")
+    recorded = next((one.train["lr_curve"] for one in ordered if "lr_curve" in one.train), None)
+    if recorded is None:
+        return None
+    label = f"{model}: lr {recipes.number(run['lr'])}, {recipes.schedule_text(run['schedule'])}"
+    return figures.LearningRateCurve(model=model, step=np.asarray(recorded["step"], dtype=np.int64),
+                                     lr=np.asarray(recorded["lr"], dtype=np.float64), base_lr=float(run["lr"]),
+                                     label=label)
 
 
 def build_context(params: Params, inputs: ReportInputs, table: pd.DataFrame, metrics: dict[str, Any],
@@ -486,6 +518,7 @@ def build_context(params: Params, inputs: ReportInputs, table: pd.DataFrame, met
         "n_shown": len(models),
         "accuracy_image": figures.accuracy_figure(chosen, intervals, colours),
         "curves_image": figures.learning_curves_figure(means, colours) if not means.empty else None,
+        "schedule": schedule_section(params, inputs, models, colours),
         "confusion": confusion_section(inputs, colours),
         "mistakes": mistakes_section(inputs, models),
         "timing": timing_section(chosen, colours, metrics),

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from mnistbench.report import aggregate
+from mnistbench.sweep import setting_value
 
 ADJUSTMENT = "holm"
 ALPHA = 0.05
@@ -66,10 +67,18 @@ def _selection_key(score: dict[str, Any]) -> tuple:
 
 
 def swept_keys(runs: dict[str, dict[str, Any]], members: list[str]) -> list[str]:
-    """The hyperparameters whose values differ between the members (lr first, then in params order)."""
-    keys = dict.fromkeys(key for member in members for key in runs[member] if key != "family")
-    differing = [key for key in keys if len({repr(runs[member].get(key)) for member in members}) > 1]
+    """The hyperparameters whose values differ between the members (lr first, then in params order); a key inside
+    a nested mapping is dotted (schedule.warmup_epochs), as `mnistbench sweep --set` names it."""
+    keys = dict.fromkeys(key for member in members for key in _dotted_keys(runs[member]) if key != "family")
+    differing = [key for key in keys if len({repr(setting_value(runs[member], key)) for member in members}) > 1]
     return sorted(differing, key=lambda key: key != "lr")
+
+
+def _dotted_keys(entry: dict[str, Any]) -> list[str]:
+    keys = []
+    for key, value in entry.items():
+        keys += [f"{key}.{inner}" for inner in value] if isinstance(value, dict) else [key]
+    return keys
 
 
 def families_document(table: pd.DataFrame, families: dict[str, list[str]],

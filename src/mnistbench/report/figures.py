@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import base64
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, NullLocator
 
 DPI = 110
 
@@ -189,36 +189,122 @@ def timing_figure(table: pd.DataFrame, colours: dict[str, str]) -> str:
 
 
 @dataclass(frozen=True)
+class LearningRateCurve:
+    """One model's learning rate as its training used it (the train record's lr_curve): step (n,) int64 and lr (n,)
+    float64, up to 200 evenly spaced optimizer steps including the first and the last; base_lr: its entry's lr."""
+
+    model: str
+    step: np.ndarray
+    lr: np.ndarray
+    base_lr: float
+    label: str
+
+
+def lr_schedule_figure(curves: list[LearningRateCurve], colours: dict[str, str]) -> str:
+    """lr_schedule_plot as a data URI."""
+    return to_data_uri(lr_schedule_plot(curves, colours))
+
+
+def lr_schedule_plot(curves: list[LearningRateCurve], colours: dict[str, str]) -> Figure:
+    """The learning rate against the optimizer step, each model's as a fraction of its own lr (linear axis), so
+    that schedules of optimizers whose learning rates differ by decades share one small figure."""
+    figure = Figure(figsize=(7, 2.8))
+    axes = figure.subplots()
+    for curve in curves:
+        axes.plot(curve.step, curve.lr / curve.base_lr, color=colours[curve.model], label=curve.label)
+    axes.set_xlabel("optimizer step")
+    axes.set_ylabel("lr / the entry's lr")
+    axes.set_ylim(bottom=0)
+    axes.set_title("Learning rate used at each step (linear scale)", fontsize=10)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    return figure
+
+
+@dataclass(frozen=True)
 class SensitivitySeries:
-    """One family in a sensitivity figure. points: one dict per member with x (float), group (the second swept
-    value or None), group_key, val and test (final validation / test accuracy per ok seed, float arrays),
-    n_diverged, diverged_epoch (first, or None) and selected (bool)."""
+    """One family in one panel of the sensitivity figure.
+
+    points: the members on the family's slice through its selected member (every other swept key at the selected
+    member's value), one dict each with x (float), val and test (final validation / test accuracy per ok seed, float
+    arrays), n_diverged, diverged_epoch (first, or None) and selected (bool). others: the members off that slice, as
+    dicts with x and val, drawn faint. held: how the other swept keys are held, e.g. "weight_decay 0.01" ("" if none).
+    """
 
     family: str
     points: list[dict[str, Any]]
     colour: str
+    others: list[dict[str, Any]] = field(default_factory=list)
+    held: str = ""
 
 
-LINE_STYLES = ("-", "--", ":", "-.")
+@dataclass(frozen=True)
+class AxisScale:
+    """How a hyperparameter axis is drawn: name is log | symlog | linear; threshold: symlog's linear range (±)."""
+
+    name: str
+    threshold: float | None
+    note: str
+
+
+# Values spanning at least this ratio (largest / smallest non-zero) get a logarithmic axis.
+DECADE = 10.0
+
+
+def axis_scale(values: list[float]) -> AxisScale:
+    """Log only when every value is > 0 and they span a decade or more; symlog when 0 is among non-negative values
+    whose non-zero ones span a decade or more (linear from 0 to the smallest non-zero value, log beyond, so that 0
+    keeps its place); linear otherwise."""
+    positive = [value for value in values if value > 0]
+    spans_decade = len(positive) > 1 and max(positive) / min(positive) >= DECADE
+    if spans_decade and len(positive) == len(values):
+        return AxisScale("log", None, "log scale")
+    if spans_decade and min(values) == 0:
+        threshold = min(positive)
+        return AxisScale("symlog", threshold, f"symlog scale: linear from 0 to {threshold:g}, log beyond")
+    return AxisScale("linear", None, "linear scale")
+
+
+MAX_VALUE_TICKS = 10
+
+
+def series_values(series: list[SensitivitySeries]) -> list[float]:
+    """Every member's value of the swept hyperparameter, on the slice or off it."""
+    return [point["x"] for one in series for point in [*one.points, *one.others]]
+
+
+def _apply_scale(axes: Any, scale: AxisScale, values: list[float]) -> None:
+    if scale.name == "log":
+        axes.set_xscale("log")
+        axes.xaxis.set_major_formatter(PLAIN_NUMBER)
+        return
+    if scale.name == "symlog":
+        axes.set_xscale("symlog", linthresh=scale.threshold, linscale=0.5)
+    distinct = sorted(set(values))
+    if len(distinct) <= MAX_VALUE_TICKS:
+        axes.set_xticks(distinct, [f"{value:g}" for value in distinct])
+        axes.xaxis.set_minor_locator(NullLocator())
 
 
 def sensitivity_figure(series: list[SensitivitySeries], key: str) -> str:
-    """Validation accuracy against one hyperparameter for several families: mean line, band over seeds (min..max),
-    the selected member starred, every member's mean test accuracy faint, diverged members marked in red."""
+    """sensitivity_plot as a data URI."""
+    return to_data_uri(sensitivity_plot(series, key))
+
+
+def sensitivity_plot(series: list[SensitivitySeries], key: str) -> Figure:
+    """Validation accuracy against one hyperparameter for several families (a family whose other swept keys are held
+    at its selected member's values): mean line, band over seeds (min..max), the selected member starred, every
+    member's mean test accuracy faint, off-slice members as faint dots, diverged members marked in red. The axis
+    scale follows axis_scale and is named in the axis label."""
     figure = Figure(figsize=(8, 4.6))
     axes = figure.subplots()
-    xs = [point["x"] for one in series for point in one.points]
-    positive = all(value > 0 for value in xs)
-    if positive and (key == "lr" or max(xs) / min(xs) >= 10):
-        axes.set_xscale("log")
-        axes.xaxis.set_major_formatter(PLAIN_NUMBER)
+    xs = series_values(series)
+    scale = axis_scale(xs)
+    _apply_scale(axes, scale, xs)
     for one in series:
-        colour = one.colour
-        groups = list(dict.fromkeys(point["group"] for point in one.points))
-        for style, group in zip(LINE_STYLES * len(groups), groups, strict=False):
-            points = sorted((point for point in one.points if point["group"] == group), key=lambda p: p["x"])
-            _draw_sensitivity_line(axes, points, colour, style, one.family, group)
-    axes.set_xlabel(key + (" (log scale)" if axes.get_xscale() == "log" else ""))
+        _draw_sensitivity_line(axes, one)
+    below = _zoom_on_the_best(axes, series)
+    axes.set_xlabel(f"{key} ({scale.note})")
     axes.set_ylabel("accuracy (%)")
     axes.set_title(f"Validation accuracy (final epoch) against {key}", fontsize=11)
     axes.grid(alpha=0.3)
@@ -226,26 +312,64 @@ def sensitivity_figure(series: list[SensitivitySeries], key: str) -> str:
     handles += [Line2D([], [], marker="*", markersize=13, color="black", linestyle="none"),
                 Line2D([], [], marker="o", markersize=5, color="grey", alpha=0.4, linestyle=":")]
     labels += ["selected on validation", "test accuracy (mean, faint)"]
+    if any(one.others for one in series):
+        handles.append(Line2D([], [], marker="o", markersize=4, color="grey", alpha=0.3, linestyle="none"))
+        labels.append("other members (other swept values)")
     if any(point["n_diverged"] for one in series for point in one.points):
         handles.append(Line2D([], [], marker="x", markersize=8, color="#b00020", linestyle="none"))
         labels.append("diverged (first epoch noted)")
+    if below:
+        handles.append(Line2D([], [], marker="v", markersize=7, color="grey", linestyle="none"))
+        labels.append(f"below the axis, which starts {ZOOM_POINTS:g} points\nunder the best (mean noted)")
     axes.legend(handles, labels, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
-    return to_data_uri(figure)
+    return figure
 
 
-def _draw_sensitivity_line(axes: Any, points: list[dict[str, Any]], colour: str, style: str, family: str,
-                           group: Any) -> None:
+# The accuracy axis spans at most this many points under the best mean, so that one collapsed member (10% at a far
+# too large learning rate) does not flatten the differences between the families' best settings.
+ZOOM_POINTS = 10.0
+
+
+def _zoom_on_the_best(axes: Any, series: list[SensitivitySeries]) -> int:
+    """Start the accuracy axis ZOOM_POINTS under the best mean when some mean lies lower, and mark each such member
+    at the bottom edge with its mean written beside it; returns how many were marked."""
+    means = [(one.colour, point["x"], 100 * float(np.mean(point["val"]))) for one in series
+             for point in one.points if len(point["val"])]
+    if not means:
+        return 0
+    floor = max(mean for _, _, mean in means) - ZOOM_POINTS
+    low = [(colour, x, mean) for colour, x, mean in means if mean < floor]
+    if not low:
+        return 0
+    highest = max(100 * float(np.max([*point["val"], *point["test"]])) for one in series for point in one.points
+                  if len(point["val"]))
+    axes.set_ylim(floor, min(100.0, highest + 0.5))
+    edge = axes.get_xaxis_transform()
+    for colour, x, mean in low:
+        axes.plot(x, 0.06, marker="v", markersize=8, color=colour, transform=edge, linestyle="none", zorder=5,
+                  clip_on=False)
+        axes.annotate(f"{mean:.0f}%", (x, 0.06), xycoords=edge, xytext=(6, -3), textcoords="offset points",
+                      fontsize=7, color=colour)
+    return len(low)
+
+
+def _draw_sensitivity_line(axes: Any, one: SensitivitySeries) -> None:
+    points = sorted(one.points, key=lambda point: point["x"])
     with_val = [point for point in points if len(point["val"])]
-    name = family if group is None else f"{family}, {points[0]['group_key']} {group}"
+    colour = one.colour
+    name = f"{one.family} ({one.held})" if one.held else one.family
     if with_val:
         x = [point["x"] for point in with_val]
-        axes.plot(x, [100 * np.mean(point["val"]) for point in with_val], color=colour, linestyle=style,
-                  marker="o", markersize=4, label=name)
+        axes.plot(x, [100 * np.mean(point["val"]) for point in with_val], color=colour, marker="o", markersize=4,
+                  label=name)
         axes.fill_between(x, [100 * np.min(point["val"]) for point in with_val],
                           [100 * np.max(point["val"]) for point in with_val], color=colour, alpha=0.18, linewidth=0)
         tested = [point for point in with_val if len(point["test"])]
         axes.plot([point["x"] for point in tested], [100 * np.mean(point["test"]) for point in tested],
                   color=colour, alpha=0.35, linestyle=":", marker="o", markersize=3)
+    others = [point for point in one.others if len(point["val"])]
+    axes.plot([point["x"] for point in others], [100 * np.mean(point["val"]) for point in others], color=colour,
+              alpha=0.3, marker="o", markersize=4, linestyle="none")
     for point in points:
         if point["selected"] and len(point["val"]):
             axes.plot(point["x"], 100 * np.mean(point["val"]), marker="*", markersize=15, color=colour,
