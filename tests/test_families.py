@@ -256,3 +256,15 @@ def test_sweep_report_loads_in_headless_chromium_with_no_request(sweep64, tmp_pa
     assert [url for url in page["requests"] if url != own and not url.startswith("data:")] == []
     assert page["errors"] == []
     assert page["broken"] == 0 and any("Families" in heading for heading in page["headings"])
+
+
+def test_the_same_gap_on_every_seed_is_not_a_tiny_p_value_from_float_rounding():
+    """37 more test images right on both seeds is the same gap: accuracies 9026/10000 - 8989/10000 and
+    9000/10000 - 8963/10000 differ in their last bit, which must not become a t test with a near-zero spread."""
+    from mnistbench.report.aggregate import paired_difference_from_pivot
+
+    accuracy = pd.DataFrame({"a": [9026 / 10_000, 9000 / 10_000], "b": [8989 / 10_000, 8963 / 10_000]}, index=[0, 1])
+    assert accuracy["a"][0] - accuracy["b"][0] != accuracy["a"][1] - accuracy["b"][1]  # the rounding is there
+    pair = paired_difference_from_pivot(accuracy, "a", "b")
+    assert pair["p_value"] is None and pair["std"] == 0.0
+    assert pair["per_seed"] == [0.0037, 0.0037] and pair["mean"] == 0.0037

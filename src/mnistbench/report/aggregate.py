@@ -133,6 +133,9 @@ def add_relative_train_time(models: dict[str, dict[str, Any]]) -> None:
         entry["relative_train_time"] = mean / fastest if fastest and mean is not None else None
 
 
+DIFFERENCE_DECIMALS = 12
+
+
 def paired_difference_from_pivot(ok: pd.DataFrame, first: str, second: str) -> dict[str, Any]:
     """Accuracy of `first` minus `second` over the seeds where both runs are ok (same seed = same init, batches).
 
@@ -141,6 +144,10 @@ def paired_difference_from_pivot(ok: pd.DataFrame, first: str, second: str) -> d
     """
     both = ok[[first, second]].dropna() if {first, second} <= set(ok.columns) else pd.DataFrame()
     differences = (both[first] - both[second]).to_numpy(dtype=np.float64) if len(both) else np.array([])
+    # Accuracies are counts over at most 70,000 images, so true gaps are multiples of 1/70,000 or more: rounding to
+    # 12 decimals drops only float rounding, which would otherwise turn "the same gap on every seed" into a t test
+    # on a spread of 1e-16 and a p-value near 0.
+    differences = np.round(differences, DIFFERENCE_DECIMALS)
     p_value = None
     if len(differences) > 1 and np.std(differences) > 0:
         p_value = float(stats.ttest_1samp(differences, 0.0).pvalue)
