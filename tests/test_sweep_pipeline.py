@@ -14,8 +14,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def swept_repo(fresh_repo, tmp_path_factory):
-    repo = copy_repo(fresh_repo, tmp_path_factory.mktemp("swept") / "repo")
+def swept_repo(built_repo, tmp_path_factory):
+    """The built fixture pipeline with two sweeps added and run: Snakemake runs only the new models' jobs."""
+    repo = copy_repo(built_repo, tmp_path_factory.mktemp("swept") / "repo")
     # Two families (scratch_sgd, scratch_adam) x three learning rates; torch_adam stays a family of one.
     run(repo, str(BIN / "mnistbench"), "--quiet", "sweep", "scratch_sgd", "--set", "lr=0.01,1.0")
     run(repo, str(BIN / "mnistbench"), "--quiet", "sweep", "scratch_adam", "--set", "lr=1e-4,1e-2")
