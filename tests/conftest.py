@@ -1,8 +1,11 @@
-"""Shared test helpers: the repository root and a writable copy of the default params."""
+"""Shared test fixtures: the repository root, a writable copy of the default params, and the fixture pipeline
+(`fresh_repo`, `built_repo`) built once per session."""
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -67,9 +70,45 @@ def deterministic_torch():
         os.environ["CUBLAS_WORKSPACE_CONFIG"] = cublas
 
 
-@pytest.fixture(scope="module")
+# --- The fixture pipeline, built once per test session ------------------------------------------------------------
+# Both workspaces are read-only by convention: a test that changes one works in a copy_repo() of it (a copy keeps
+# file times, which Snakemake's decisions read, and costs a fraction of a second; a build costs a minute).
+
+
+@pytest.fixture(scope="session")
 def fresh_repo(tmp_path_factory) -> Path:
-    """A git repository with this project's files, the small pipeline's params, and no outputs."""
+    """A git repository with this project's files, the small pipeline's params (SMALL_PARAMS), and no outputs."""
     from pipeline_helpers import SMALL_PARAMS, make_fresh_repo
 
-    return make_fresh_repo(tmp_path_factory.mktemp("fresh") / "repo", SMALL_PARAMS)
+    return built_once(tmp_path_factory, "fresh", lambda repo: make_fresh_repo(repo, SMALL_PARAMS))
+
+
+@pytest.fixture(scope="session")
+def built_repo(fresh_repo, tmp_path_factory) -> Path:
+    """The fresh repository (same git commit) after one full `snakemake --cores 2` run."""
+    from pipeline_helpers import copy_repo, run
+
+    def build(repo: Path) -> Path:
+        run(copy_repo(fresh_repo, repo), "snakemake", "--cores", "2")
+        return repo
+
+    return built_once(tmp_path_factory, "built", build)
+
+
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """`build(path)` once per session, however many pytest-xdist workers run it; a worker gets a copy of its own,
+    so that commands run in it (`snakemake -n`, `dvc status`) never meet another worker's."""
+    from pipeline_helpers import copy_repo
+
+    mine = tmp_path_factory.getbasetemp() / name
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return build(mine)
+    shared = tmp_path_factory.getbasetemp().parent / name  # the workers' base folders share this parent
+    done = shared.with_name(f"{name}.done")
+    with open(shared.with_name(f"{name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if the build fails
+        if not done.exists():
+            shutil.rmtree(shared, ignore_errors=True)  # a failed build of another worker
+            build(shared)
+            done.touch()
+    return copy_repo(shared, mine)

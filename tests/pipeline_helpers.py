@@ -1,6 +1,7 @@
 """Helpers for the end-to-end tests: a small pipeline in a temporary git repository, and running the tools there.
 
-Imported by the end-to-end test modules (pytest puts tests/ on sys.path); conftest.py makes `fresh_repo` of them.
+Imported by the end-to-end test modules (pytest puts tests/ on sys.path); conftest.py makes the session's
+`fresh_repo` and `built_repo` of them.
 """
 
 from __future__ import annotations
@@ -93,6 +94,8 @@ def dvc_stage_key(name: str) -> tuple:
 
 
 def copy_repo(source: Path, target: Path) -> Path:
+    """A copy of a workspace, git history, tools' records and DVC cache included, with the file times that Snakemake
+    decides by (copy2 and copystat keep them); a fraction of a second where a build takes a minute."""
     shutil.copytree(source, target, symlinks=True, ignore=shutil.ignore_patterns(".venv", "__pycache__"))
     return target
 

@@ -247,6 +247,7 @@ def test_a_sweep_that_breaks_the_params_changes_nothing(tmp_path):
     assert path.read_text(encoding="utf-8") == original
 
 
+@pytest.mark.browser
 def test_sweep_report_loads_in_headless_chromium_with_no_request(sweep64, tmp_path):
     if browser.CHROMIUM is None:
         pytest.skip(browser.NO_CHROMIUM)

@@ -111,8 +111,14 @@ def test_only_code_workflow_and_params_edits_make_the_tree_dirty(tmp_path, monke
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
+    # Built from a copy: setuptools writes build/ and src/mnistbench.egg-info where it builds, and the source tree is
+    # on the PYTHONPATH of the tools that other tests (other xdist workers) run meanwhile.
+    source = tmp_path_factory.mktemp("wheel-source")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO_ROOT / name, source / name)
+    shutil.copytree(REPO_ROOT / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(REPO_ROOT)],
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(source)],
                    check=True, capture_output=True, timeout=600)
     return next(out.glob("mnistbench-*.whl"))
 

@@ -1,7 +1,8 @@
 """End to end: Snakemake and DVC run the same pipeline on a small fixture and rerun exactly what an edit touches.
 
 Each test works in a temporary git repository holding a copy of this one, with `data.source` pointing at
-tests/fixtures/mnist_small.npz and tiny sizes. One full Snakemake run builds a base repository; tests copy it.
+tests/fixtures/mnist_small.npz and tiny sizes. One full Snakemake run per session builds a base repository
+(`built_repo`, tests/conftest.py); tests copy it.
 """
 
 from __future__ import annotations
@@ -32,14 +33,6 @@ from pipeline_helpers import (
 from mnistbench.stages import DVC_STALE_MARKER, STAGE_CODE, stage_code_files
 
 pytestmark = pytest.mark.slow
-
-@pytest.fixture(scope="module")
-def built_repo(fresh_repo, tmp_path_factory) -> Path:
-    """The fresh repository after one full `snakemake --cores 2` run."""
-    repo = copy_repo(fresh_repo, tmp_path_factory.mktemp("built") / "repo")
-    run(repo, "snakemake", "--cores", "2")
-    return repo
-
 
 @pytest.fixture
 def work_repo(built_repo, tmp_path) -> Path:

@@ -13,7 +13,7 @@ from synthetic_report import sweep_models, write_params, write_results
 
 from mnistbench.report.render import run_report
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)]
 
 
 @pytest.fixture(scope="module")

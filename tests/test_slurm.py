@@ -3,7 +3,7 @@ tests start (tests/slurm/cluster.sh) gives the same results as a local run, and 
 
 Needs root and Debian's slurmctld, slurmd, slurm-client and munge (.ci/run installs them), and the Snakemake
 SLURM plugin (`pip install -e ".[slurm]"`); skipped, with the reason shown, where they cannot be had.
-The fixture pipeline and its small params are those of test_pipeline.py.
+The fixture pipeline and its small params are the session's (tests/conftest.py, SMALL_PARAMS).
 """
 
 from __future__ import annotations
@@ -114,21 +114,14 @@ def slurm_jobs(output: str) -> dict[tuple, str]:
 
 
 @pytest.fixture(scope="module")
-def runs(cluster, fresh_repo, tmp_path_factory):  # noqa: F811  (the fixture of test_pipeline)
-    """The fixture pipeline run locally (`--cores 2`) and through the SLURM profile, at the same time."""
-    base = tmp_path_factory.mktemp("runs")
-    local, remote = copy_repo(fresh_repo, base / "local"), copy_repo(fresh_repo, base / "cluster")
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "TQDM_DISABLE": "1"}
-    with open(base / "local.log", "w") as local_log:
-        local_job = subprocess.Popen(["snakemake", "--cores", "2"], cwd=local, env=env, stdout=local_log,
-                                     stderr=subprocess.STDOUT)
-        started = time.monotonic()
-        result = run(remote, "snakemake", *PROFILE)
-        cluster_seconds = time.monotonic() - started
-        local_job.wait(timeout=300)
-    assert local_job.returncode == 0, (base / "local.log").read_text()
-    print(f"\nfixture pipeline through SLURM: {cluster_seconds:.0f} s (a local run alongside)")
-    return {"local": local, "cluster": remote, "output": result.stdout + result.stderr}
+def runs(cluster, fresh_repo, built_repo, tmp_path_factory):
+    """The fixture pipeline run through the SLURM profile, beside the session's local run (`built_repo`: the same
+    repository and commit, built with `snakemake --cores 2`)."""
+    remote = copy_repo(fresh_repo, tmp_path_factory.mktemp("runs") / "cluster")
+    started = time.monotonic()
+    result = run(remote, "snakemake", *PROFILE)
+    print(f"\nfixture pipeline through SLURM: {time.monotonic() - started:.0f} s")
+    return {"local": built_repo, "cluster": remote, "output": result.stdout + result.stderr}
 
 
 def test_every_job_ran_as_its_own_slurm_job(runs, cluster):
@@ -162,7 +155,7 @@ def test_dvc_status_is_clean_after_the_cluster_run(runs):
 
 
 @pytest.fixture(scope="module")
-def broken_runs(runs, cluster, fresh_repo, tmp_path_factory):  # noqa: F811
+def broken_runs(runs, cluster, fresh_repo, tmp_path_factory):
     """Two workflows that go wrong on the cluster, at the same time: in one, the download job fails (its
     `data.source` is an empty folder); in the other, a long training job is cancelled with scancel as it runs."""
     base = tmp_path_factory.mktemp("broken")

@@ -17,8 +17,10 @@ COSINE = {"name": "cosine", "warmup_epochs": 1, "min_lr": 0.0}
 
 
 @pytest.fixture(scope="module")
-def swept_repo(fresh_repo, tmp_path_factory):
-    repo = copy_repo(fresh_repo, tmp_path_factory.mktemp("swept") / "repo")
+def swept_repo(built_repo, tmp_path_factory):
+    """The built fixture pipeline turned into two optimizers on warmup + cosine, with a sweep of each, and run:
+    Snakemake reruns the two edited base models and runs the new members; torch_adam's jobs stay as built."""
+    repo = copy_repo(built_repo, tmp_path_factory.mktemp("swept") / "repo")
     # Nesterov momentum and AdamW on warmup + cosine, three members each; torch_adam stays a family of one.
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["models"]["scratch_sgd"] |= {"momentum": 0.9, "nesterov": True, "schedule": COSINE}

@@ -1,8 +1,8 @@
 """Trust off the default path: whatever Snakemake flag a user passes, dvc.lock records only what ran, both tools
 agree on what is stale, read-only commands change nothing, and damaged files give one line and a way back.
 
-Every test starts from a fully built small pipeline (tests/test_pipeline.py's params), usually after editing
-`models.scratch_sgd.lr`, which makes exactly LR_STAGES stale.
+Every test starts from a copy of the session's fully built small pipeline (`built_repo`, tests/conftest.py),
+usually after editing `models.scratch_sgd.lr`, which makes exactly LR_STAGES stale.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from pipeline_helpers import (
     SMALL_PARAMS,
     copy_repo,
     dvc_stage_key,
-    make_fresh_repo,
     parse_snakemake_jobs,
     run,
     snakemake_dry_run_jobs,
@@ -41,13 +40,6 @@ LR_STAGES = {f"{stage}@scratch_sgd-{seed}" for stage in ("train", "evaluate") fo
 
 def jobs(*stages: str) -> set[tuple]:
     return {dvc_stage_key(stage) for stage in stages}
-
-
-@pytest.fixture(scope="module")
-def built_repo(tmp_path_factory) -> Path:
-    repo = make_fresh_repo(tmp_path_factory.mktemp("trust") / "repo", SMALL_PARAMS)
-    run(repo, "snakemake", "--cores", "2")
-    return repo
 
 
 @pytest.fixture
