@@ -16,7 +16,7 @@ from mnistbench.stages import (
 )
 
 # `--config without_dvc=true`: no DVC verdict, file dates alone decide (a workspace DVC does not manage).
-without_dvc = config.pop(WITHOUT_DVC, False) is True
+without_dvc = str(config.pop(WITHOUT_DVC, False)).lower() == "true"  # Snakemake passes "true" as a string
 try:
     validate_mapping(config, where="params.yaml")
 except MnistbenchError as error:
