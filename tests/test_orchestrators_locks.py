@@ -106,3 +106,8 @@ def test_a_claim_is_a_reader_entry_naming_the_run_until_released(repo):
     claim.release()
     for name in ("rwlock", "exps/rwlock"):
         assert not json.loads((repo / ".dvc/tmp" / name).read_text()).get("read")
+
+
+def test_outside_a_dvc_project_nothing_is_claimed_or_created(tmp_path):
+    assert claim_workspace(tmp_path).refusal is None
+    assert not (tmp_path / ".dvc").exists()

@@ -138,12 +138,15 @@ def look(root: Path = Path(".")) -> Claim:
 
 
 def claim_workspace(root: Path = Path("."), command: str | None = None) -> Claim:
-    """Claim root for this process (a Snakemake run), unless another orchestrator works there (Claim.refusal)."""
+    """Claim root for this process (a Snakemake run), unless another orchestrator works there (Claim.refusal).
+    Outside a DVC project (no .dvc/) there is nothing to claim, and nothing is created."""
     import zc.lockfile
     from dvc.exceptions import DvcException
     from dvc.fs import localfs
     from dvc.rwlock import rwlock
 
+    if not (root / ".dvc").is_dir():
+        return Claim()
     command = command or " ".join(["snakemake", *sys.argv[1:]])
     (root / DVC_TMP / "exps").mkdir(parents=True, exist_ok=True)
     try:
