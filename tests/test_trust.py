@@ -345,7 +345,9 @@ OUTPUTS = [f"data/models/{model}/seed{seed}.npz" for model in ("scratch_sgd", "s
 
 def walk_step(repo: Path, rng: random.Random) -> str:
     action = rng.choice(["edit", "edit", "snakemake", "snakemake", "snakemake", "dvc repro", "dvc checkout",
-                         "delete", "corrupt"])
+                         "delete", "corrupt", "both at once"])
+    if action == "both at once":
+        return both_at_once(repo, rng)
     if action == "edit":
         lr = rng.choice([0.1, 0.05, 0.2])
         edit_params(repo, set_lr(lr))
@@ -368,6 +370,26 @@ def walk_step(repo: Path, rng: random.Random) -> str:
     if target.exists():
         target.unlink() if action == "delete" else flip_byte(target)
     return f"{action} {target.relative_to(repo)}"
+
+
+def both_at_once(repo: Path, rng: random.Random) -> str:
+    """One orchestrator started, the other a moment later: one works and the other refuses or finds nothing to do
+    (nothing in between makes anything stale again); neither breaks the other's run."""
+    first, second = rng.sample([["snakemake", "--cores", "2"], ["dvc", "repro"]], 2)
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "TQDM_DISABLE": "1"}
+    job = subprocess.Popen(first, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(rng.uniform(0.5, 4))
+    other = run(repo, *second, check=False)
+    first_output, ran_jobs = job.communicate(timeout=600)[0], []
+    for command, code, output in ((first, job.returncode, first_output),
+                                  (second, other.returncode, other.stdout + other.stderr)):
+        broken = [sign for sign in ("No such file or directory", "is missing", "Missing", "Traceback")
+                  if sign in output]
+        assert not broken, f"{' '.join(command)}, with the other running:\n{output}"
+        jobs_shown = "Running stage '" in output if command[0] == "dvc" else parse_snakemake_jobs(output)[0]
+        ran_jobs.append(code == 0 and bool(jobs_shown))
+    assert not all(ran_jobs), f"{' '.join(first)} and {' '.join(second)} both ran jobs"
+    return f"{' '.join(first)} with {' '.join(second)}"
 
 
 def test_random_walk_never_shows_stale_results_as_current(work_repo):

@@ -13,7 +13,8 @@ The two tools share one bookkeeping, dvc.lock, through documented interfaces (an
 - Snakemake reruns what DVC calls stale, and nothing DVC calls current (`Alignment`): before Snakemake plans,
   `dvc status --json` names the stale stages; the Snakefile's input functions give those a freshly dated input
   (DVC_STALE_MARKER, in DVC's scratch folder .dvc/tmp) and wrap every input of a current stage in `ancient()`;
-  nothing in the workspace is written.
+  nothing in the workspace is written. Without DVC's verdict Snakemake plans nothing (`Alignment.refusal`), unless
+  told to go by file dates alone (`--config without_dvc=true`).
 - A damaged output is reported with the command that restores it (`restore_hint`), before Snakemake deletes
   anything (`Alignment.damaged`).
 dvc.yaml and dvc.lock are read as YAML in their documented formats (`dvc_stages`).
@@ -287,8 +288,9 @@ class Alignment:
 
     stale: the stages `dvc status` reports, with its reasons; downstream: the stages that read their outputs
     (rerun when those rerun, as with `dvc repro`); damaged: one line per changed output that cannot be read.
-    available False (no DVC project, `dvc status` failed): Snakemake's own mtime rule decides, params.yaml
-    counted as an input of every job.
+    available False (`--config without_dvc=true`): Snakemake's own mtime rule decides, params.yaml counted as an
+    input of every job. refusal: the one line Snakemake stops with, before it plans a job, when DVC's verdict
+    cannot be had (another orchestrator at work, no DVC project, `dvc status` failing).
     """
 
     available: bool
@@ -296,6 +298,7 @@ class Alignment:
     downstream: set[str] = field(default_factory=set)
     writer: dict[str, str] = field(default_factory=dict)
     damaged: list[str] = field(default_factory=list)
+    refusal: str | None = None
 
     def inputs(self, stage: str, files: list[str], ancient: Callable[[str], Any]) -> list[Any]:
         """The inputs of a job of `stage`: as they are for a stale stage (plus the marker, dated now); for a
@@ -311,20 +314,27 @@ class Alignment:
 
 # `dvc status --json`, with params.yaml parsed once rather than once per stage (mnistbench.dvc_record.status).
 DVC_STATUS_JSON = [sys.executable, "-m", "mnistbench.dvc_record", "--status"]
+WITHOUT_DVC = "without_dvc"  # `snakemake --config without_dvc=true`: file dates alone decide what reruns
 
 
-def align_with_dvc(root: Path = Path(".")) -> Alignment:
-    """Ask DVC (`dvc status --json`, read-only) which stages are stale; date the marker when any is."""
-    if not _is_dvc_project(root):
+def align_with_dvc(root: Path = Path("."), without_dvc: bool = False) -> Alignment:
+    """Ask DVC (`dvc status --json`, read-only) which stages are stale; date the marker when any is.
+
+    Without a verdict (no DVC project, `dvc status` failing) the Alignment carries the refusal, never a guess.
+    """
+    if without_dvc:
         return Alignment(available=False)
+    if not _is_dvc_project(root):
+        return Alignment(False, refusal=(
+            "snakemake: error: no DVC project here (dvc.yaml, .dvc/), and Snakemake takes DVC's word for what is "
+            f"current: run `dvc init`, or `snakemake --config {WITHOUT_DVC}=true` to let file dates decide"))
     result = subprocess.run(DVC_STATUS_JSON, cwd=root, capture_output=True, text=True)
     try:
         stale = json.loads(result.stdout or "{}") if result.returncode == 0 else None
     except json.JSONDecodeError:
         stale = None
     if not isinstance(stale, dict):
-        log.warning("dvc status failed, so Snakemake decides alone: %s", result.stderr.strip()[-300:])
-        return Alignment(available=False)
+        return Alignment(False, refusal=_status_failure(result.stderr, root))
     stages = dvc_stages(root)
     writer = {out: stage.name for stage in stages.values() for out in stage.outs}
     alignment = Alignment(True, stale, _downstream(set(stale), stages), writer, _damaged(stale, root))
@@ -333,6 +343,17 @@ def align_with_dvc(root: Path = Path(".")) -> Alignment:
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(f"{time.time_ns()} {uuid.uuid4().hex}\n", encoding="utf-8")
     return alignment
+
+
+def _status_failure(stderr: str, root: Path) -> str:
+    """Why `dvc status` gave no verdict, in one line: an orchestrator at work, or DVC's own message."""
+    from mnistbench.orchestrators import running_orchestrator
+
+    running = running_orchestrator(root)
+    if running:
+        return running.refusal("snakemake")
+    message = " ".join(line.strip() for line in stderr.strip().splitlines() if line.strip()) or "(no message)"
+    return f"snakemake: error: dvc status failed, so what is current is unknown: {message}"
 
 
 def _downstream(start: set[str], stages: dict[str, DvcStage]) -> set[str]:
