@@ -37,13 +37,6 @@ HELD_OUTPUTS = ("data/models/scratch_sgd/seed0.npz", "reports/train/scratch_sgd/
 SNAKEMAKE = ("snakemake", "--cores", "1")  # one job at a time: nothing moves while the held job waits
 
 
-@pytest.fixture(scope="module")
-def built_repo(tmp_path_factory) -> Path:
-    repo = make_fresh_repo(tmp_path_factory.mktemp("orchestrators") / "repo", SMALL_PARAMS)
-    run(repo, "snakemake", "--cores", "2")
-    return repo
-
-
 @pytest.fixture
 def work_repo(built_repo, tmp_path) -> Path:
     repo = copy_repo(built_repo, tmp_path / "repo")
