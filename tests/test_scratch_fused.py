@@ -5,11 +5,17 @@ weight decay, float32 and float64, over many steps with a learning rate that cha
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
+from mnistbench.backends import make_backend
+from mnistbench.backends.scratch import fused_steps_pay
+from mnistbench.params import load_params
 from mnistbench.scratch.optim import SGD, Adagrad, Adam, AdamW, RMSprop
+from mnistbench.training import initial_weights
 
 # A parameter vector whose length is no multiple of any SIMD width (the kernels' vector loop and its tail both run)
 SIZE = 1037
@@ -96,3 +102,25 @@ def test_fused_step_state_matches_the_reference_state() -> None:
 def test_fused_steps_refuse_parameters_that_are_not_contiguous() -> None:
     with pytest.raises(ValueError, match="C-contiguous"):
         Adam({"w": np.ones((4, 6), np.float32)[:, ::2]}, lr=1e-3, fused=True)
+
+
+def test_numba_is_imported_only_by_a_fused_optimizer() -> None:
+    """numba's import (~0.2 s) is paid by a job that steps fused, not by evaluate jobs or plain-SGD training."""
+    code = ("import sys, numpy as np\n"
+            "import mnistbench.backends.scratch, mnistbench.scratch.optim as optim\n"
+            "optim.SGD({'all': np.zeros(3)}, lr=0.1).step({'all': np.ones(3)})\n"
+            "before = 'numba' in sys.modules\n"
+            "optim.Adam({'all': np.zeros(3)}, lr=0.1, fused=True)\n"
+            "print(before, 'numba' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "True"]
+
+
+@pytest.mark.parametrize(("model", "fused"), [("scratch_sgd", False), ("scratch_adam", True)])
+def test_the_backend_steps_fused_where_it_pays(model, fused) -> None:  # noqa: ANN001
+    params = load_params("params.yaml")
+    backend = make_backend(params.models[model], params.network, initial_weights(0, params.network),
+                           np.zeros((4, 784), np.float32), np.zeros(4, np.int64), threads=1)
+    assert (backend.optimizer.kernels is not None) is fused
+    sgd = params.models["scratch_sgd"]
+    assert fused_steps_pay(type(sgd)(**{**sgd.__dict__, "weight_decay": 1e-4}))

@@ -58,6 +58,15 @@ class Optimizer:
         for name, param in self.params.items():
             self._fused_step(name, param.reshape(-1), np.ascontiguousarray(grads[name]).reshape(-1))
 
+    def load_kernels(self) -> None:
+        """Compile the fused kernel of the steps after the first, or load it from numba's cache (~0.4 s in a fresh
+        process), now rather than inside the first training step. Updates nothing (a zero-length call)."""
+        name, param = next(iter(self.params.items()))
+        empty = param.reshape(-1)[:0]
+        self.steps += 1  # the settings of step 2 onwards
+        self._fused_step(name, empty, empty)
+        self.steps -= 1
+
     def _reference_step(self, grads: dict[str, np.ndarray]) -> None:
         raise NotImplementedError
 
@@ -99,7 +108,8 @@ class SGD(Optimizer):
         self.velocity = self._state() if momentum else {}
 
     def _fused_step(self, name: str, param: np.ndarray, grad: np.ndarray) -> None:
-        kernel = self.kernels.sgd_kernel(bool(self.weight_decay), bool(self.momentum), self.nesterov, self.steps == 1)
+        first_step = self.steps == 1 and bool(self.momentum)  # only the momentum buffer starts differently
+        kernel = self.kernels.sgd_kernel(bool(self.weight_decay), bool(self.momentum), self.nesterov, first_step)
         kernel(param, grad, self._flat_state(self.velocity, name), self.lr, self.momentum, self.weight_decay)
 
     def _reference_step(self, grads: dict[str, np.ndarray]) -> None:
