@@ -124,3 +124,16 @@ def test_the_backend_steps_fused_where_it_pays(model, fused) -> None:  # noqa: A
     assert (backend.optimizer.kernels is not None) is fused
     sgd = params.models["scratch_sgd"]
     assert fused_steps_pay(type(sgd)(**{**sgd.__dict__, "weight_decay": 1e-4}))
+
+
+def test_loading_the_kernels_leaves_scipy_blas_unloaded_and_importable() -> None:
+    code = ("import sys, numpy as np\n"
+            "from mnistbench.scratch.optim import Adam\n"
+            "optimizer = Adam({'all': np.zeros(5, np.float32)}, lr=0.1, fused=True)\n"
+            "optimizer.load_kernels()\n"
+            "optimizer.step({'all': np.ones(5, np.float32)})\n"
+            "hidden = 'scipy.linalg.cython_blas' in sys.modules\n"
+            "import scipy.linalg.cython_blas\n"
+            "print(hidden, optimizer.params['all'][0] < 0)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "True"]

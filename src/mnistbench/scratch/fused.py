@@ -22,10 +22,36 @@ they meet, so a job compiles only what its optimizer uses; cache=True keeps the 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import cache
 
 import numba
+
+SCIPY_BLAS = "scipy.linalg.cython_blas"
+
+
+@contextmanager
+def without_scipy_blas() -> Iterator[None]:
+    """Hide SciPy's BLAS bindings while numba sets up its compiler (on the first compile or cache load).
+
+    numba probes for them then, to offer np.dot inside compiled code, which these kernels do not use; the probe
+    imports scipy.linalg and loads SciPy's own OpenBLAS beside NumPy's: ~0.2 s of the ~0.6 s numba costs a job,
+    and a second BLAS library in the process's provenance. With the module set to None the probe's import fails
+    and numba records "no BLAS". Nothing is hidden if SciPy's bindings are loaded already; the entry is removed
+    afterwards, so a later `import scipy.linalg` works as usual.
+    """
+    if SCIPY_BLAS in sys.modules:
+        yield
+        return
+    sys.modules[SCIPY_BLAS] = None
+    try:
+        yield
+    finally:
+        if sys.modules.get(SCIPY_BLAS, 0) is None:
+            del sys.modules[SCIPY_BLAS]
+
 
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
 
