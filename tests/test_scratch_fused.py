@@ -124,6 +124,7 @@ def test_the_backend_steps_fused_where_it_pays(model, fused) -> None:  # noqa: A
     assert (backend.optimizer.kernels is not None) is fused
     sgd = params.models["scratch_sgd"]
     assert fused_steps_pay(type(sgd)(**{**sgd.__dict__, "weight_decay": 1e-4}))
+    assert fused_steps_pay(type(sgd)(**{**sgd.__dict__, "momentum": 0.9}))
 
 
 def test_loading_the_kernels_leaves_scipy_blas_unloaded_and_importable() -> None:

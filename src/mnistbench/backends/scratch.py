@@ -37,11 +37,12 @@ OPTIMIZERS = {
 def fused_steps_pay(run: RunParams) -> bool:
     """Whether the run steps with the fused numba kernel rather than the NumPy reference (the same bits either way).
 
-    Everything but SGD without weight decay: its reference is 2 passes (4 with momentum) and the kernel saves
-    13-20 µs a step at 784-128-10, about 0.3-0.5 s over scratch_sgd's 25,785 steps: less than numba's start-up
-    in a fresh job (import ~0.2 s, loading the cached kernel ~0.4 s). Adam saves ~100 µs a step (docs/optimizers.md).
+    Everything but plain SGD (no momentum, no weight decay): its reference is two passes (`p -= lr * g`) and the
+    kernel saves ~11 µs a step at 784-128-10, ~0.3 s over scratch_sgd's 25,785 steps: less than numba costs a
+    fresh job (import ~0.2 s, loading the cached kernel ~0.2 s). Adam saves ~100 µs a step, SGD with momentum ~28
+    (bench/bench_step.py; docs/optimizers.md "Speed").
     """
-    return not (run.optimizer == "sgd" and not run.weight_decay)
+    return not (run.optimizer == "sgd" and not run.momentum and not run.weight_decay)
 
 
 def make_optimizer(run: RunParams, params: dict[str, np.ndarray]) -> Optimizer:
