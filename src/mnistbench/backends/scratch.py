@@ -2,8 +2,8 @@
 
 It holds the training rows converted once to the model's dtype, gathers each mini-batch into a reused
 buffer, and runs one forward/backward pass and one optimizer step per batch, at the learning rate its schedule
-gives that step. The optimizer sees the whole parameter vector as one array, which keeps the per-step count of
-NumPy calls small.
+gives that step. The optimizer sees the whole parameter vector as one array and, where it pays (`fused_steps_pay`),
+steps it with its fused kernel (scratch/fused.py): one loop over all parameters, the bits of the NumPy reference.
 """
 
 from __future__ import annotations
@@ -19,22 +19,40 @@ from mnistbench.scratch.optim import SGD, Adagrad, Adam, AdamW, Optimizer, RMSpr
 from mnistbench.scratch.schedules import learning_rates, steps_per_epoch
 
 OPTIMIZERS = {
-    "sgd": lambda run, params: SGD(params, lr=run.lr, momentum=run.momentum, nesterov=run.nesterov,
-                                   weight_decay=run.weight_decay),
-    "adam": lambda run, params: Adam(params, lr=run.lr, beta1=run.beta1, beta2=run.beta2, eps=run.eps,
-                                     weight_decay=run.weight_decay),
-    "adamw": lambda run, params: AdamW(params, lr=run.lr, beta1=run.beta1, beta2=run.beta2, eps=run.eps,
-                                       weight_decay=run.weight_decay),
-    "rmsprop": lambda run, params: RMSprop(params, lr=run.lr, alpha=run.alpha, eps=run.eps, momentum=run.momentum,
-                                           centered=run.centered, weight_decay=run.weight_decay),
-    "adagrad": lambda run, params: Adagrad(params, lr=run.lr, eps=run.eps, weight_decay=run.weight_decay,
-                                           initial_accumulator_value=run.initial_accumulator_value),
+    "sgd": lambda run, params, fused: SGD(
+        params, lr=run.lr, momentum=run.momentum, nesterov=run.nesterov, weight_decay=run.weight_decay, fused=fused),
+    "adam": lambda run, params, fused: Adam(
+        params, lr=run.lr, beta1=run.beta1, beta2=run.beta2, eps=run.eps, weight_decay=run.weight_decay, fused=fused),
+    "adamw": lambda run, params, fused: AdamW(
+        params, lr=run.lr, beta1=run.beta1, beta2=run.beta2, eps=run.eps, weight_decay=run.weight_decay, fused=fused),
+    "rmsprop": lambda run, params, fused: RMSprop(
+        params, lr=run.lr, alpha=run.alpha, eps=run.eps, momentum=run.momentum, centered=run.centered,
+        weight_decay=run.weight_decay, fused=fused),
+    "adagrad": lambda run, params, fused: Adagrad(
+        params, lr=run.lr, eps=run.eps, weight_decay=run.weight_decay,
+        initial_accumulator_value=run.initial_accumulator_value, fused=fused),
 }
 
 
+def fused_steps_pay(run: RunParams) -> bool:
+    """Whether the run steps with the fused numba kernel rather than the NumPy reference (the same bits either way).
+
+    Everything but plain SGD (no momentum, no weight decay): its reference is two passes (`p -= lr * g`) and the
+    kernel saves ~11 µs a step at 784-128-10, ~0.3 s over scratch_sgd's 25,785 steps: less than numba costs a
+    fresh job (import ~0.2 s, loading the cached kernel ~0.2 s). Adam saves ~100 µs a step, SGD with momentum ~28
+    (bench/bench_step.py; docs/optimizers.md "Speed").
+    """
+    return not (run.optimizer == "sgd" and not run.momentum and not run.weight_decay)
+
+
 def make_optimizer(run: RunParams, params: dict[str, np.ndarray]) -> Optimizer:
-    """The optimizer named by run.optimizer over params, with the keys of params.OPTIMIZER_KEYS it reads."""
-    return one_of(OPTIMIZERS, run.optimizer, f"models.{run.name}.optimizer")(run, params)
+    """The optimizer named by run.optimizer over params, with the keys of params.OPTIMIZER_KEYS it reads; its
+    fused kernel loaded when `fused_steps_pay(run)`."""
+    fused = fused_steps_pay(run)
+    optimizer = one_of(OPTIMIZERS, run.optimizer, f"models.{run.name}.optimizer")(run, params, fused)
+    if fused:
+        optimizer.load_kernels()
+    return optimizer
 
 
 class ScratchBackend:

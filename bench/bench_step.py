@@ -1,0 +1,326 @@
+"""Where one training step's time goes, and what the optimizer's fast path buys (issue 16).
+
+Three measurements, all float32, 784-128-10 ReLU, one BLAS thread:
+- optimizers: µs per step over the 101,770 parameters for every optimizer setting, three ways: the NumPy
+  reference tensor by tensor (w1, b1, w2, b2), the same reference on the flat vector (what the backend did before),
+  and the fused numba kernel on the flat vector (what it does now);
+- start-up: what numba costs a job: its import, and the first kernel call with an empty cache (compile) and with
+  the cache written by an earlier job (load), each in a fresh process;
+- whole jobs: the default recipes scratch_sgd and scratch_adam (15 epochs on 55,000 rows) in a fresh process,
+  seconds from the interpreter's start to the trained weights, with the fused steps and with the NumPy reference;
+- the step at batch 32 and 128: each part alone (the GEMMs, the row gather, the bias adds, ReLU forward and
+  backward, the bias gradients, the loss, the optimizer) against the whole scratch step, the bare matrix products
+  on contiguous rows, and the torch backend's step (fused Adam).
+The machine is shared (load average 4-10 on 2 cores while this was written), so every timing is CPU time, not
+wall time: the calling thread's (time.thread_time: with one BLAS thread the GEMMs run in it) for the steps, the
+child process's (getrusage) for start-up and jobs. Time spent waiting for a core is then not counted; what load
+still costs (caches shared with other jobs) is cut by taking the best of N short rounds, the variants alternating
+within a round. The load average is recorded with them.
+
+    python bench/bench_step.py               # writes bench/results/step.json and step.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+
+import numpy as np
+from common import REPO, adam_run, backend_for, training_rows
+from threadpoolctl import threadpool_limits
+
+from mnistbench.io import write_json
+from mnistbench.params import NetworkParams
+from mnistbench.provenance import compute_kernels, cpu_model
+from mnistbench.scratch.activations import relu_backward, relu_forward
+from mnistbench.scratch.losses import softmax_cross_entropy
+from mnistbench.scratch.optim import SGD, Adagrad, Adam, AdamW, RMSprop
+from mnistbench.training import epoch_batches, generators
+
+RESULTS = REPO / "bench" / "results"
+STEPS = 200  # steps per timed round of a whole step: short rounds, so that the best of them saw little load
+PARTS = ("GEMMs (5)", "gather rows", "bias adds", "ReLU forward", "ReLU backward", "bias gradients", "loss + dlogits",
+         "optimizer (fused Adam)")
+MODEL = NetworkParams(hidden=128, init="xavier_uniform", dtype="float32")
+SHAPES = {"w1": (784, 128), "b1": (128,), "w2": (128, 10), "b2": (10,)}
+OPTIMIZERS = {
+    "sgd (lr 0.1, momentum 0: scratch_sgd)": lambda ps, f: SGD(ps, lr=0.1, fused=f),
+    "sgd momentum 0.9": lambda ps, f: SGD(ps, lr=0.1, momentum=0.9, fused=f),
+    "sgd nesterov, weight_decay": lambda ps, f: SGD(ps, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4,
+                                                    fused=f),
+    "adam (scratch_adam)": lambda ps, f: Adam(ps, lr=1e-3, fused=f),
+    "adam, weight_decay (L2)": lambda ps, f: Adam(ps, lr=1e-3, weight_decay=1e-4, fused=f),
+    "adamw": lambda ps, f: AdamW(ps, lr=1e-3, weight_decay=1e-2, fused=f),
+    "rmsprop": lambda ps, f: RMSprop(ps, lr=1e-3, fused=f),
+    "rmsprop centered, momentum": lambda ps, f: RMSprop(ps, lr=1e-3, momentum=0.9, centered=True, fused=f),
+    "adagrad": lambda ps, f: Adagrad(ps, lr=0.01, fused=f),
+}
+
+
+def best_microseconds(runs: dict[str, Callable[[], None]], calls: int, rounds: int) -> dict[str, float]:
+    """Best µs per call of each run over `rounds` rounds of `calls` calls, after one warm-up round; runs alternate."""
+    best = dict.fromkeys(runs, float("inf"))
+    for round_number in range(rounds + 1):
+        for name, run_once in runs.items():
+            start = time.thread_time()
+            for _ in range(calls):
+                run_once()
+            if round_number:
+                best[name] = min(best[name], (time.thread_time() - start) / calls * 1e6)
+    return best
+
+
+def optimizer_steps(make: Callable, rounds: int) -> dict[str, float]:  # noqa: ANN001
+    """µs per step of one optimizer setting: reference per tensor, reference on the flat vector, fused kernel."""
+    rng = np.random.default_rng(0)
+    per_tensor = {name: rng.normal(size=shape).astype(np.float32) for name, shape in SHAPES.items()}
+    grads = {name: rng.normal(scale=1e-2, size=shape).astype(np.float32) for name, shape in SHAPES.items()}
+    flat_grad = {"all": np.concatenate([grad.ravel() for grad in grads.values()])}
+    flat = np.concatenate([value.ravel() for value in per_tensor.values()])
+    reference_tensors, reference_flat = make(per_tensor, False), make({"all": flat.copy()}, False)
+    fused_flat = make({"all": flat.copy()}, True)
+    return best_microseconds({"reference per tensor": lambda: reference_tensors.step(grads),
+                              "reference flat": lambda: reference_flat.step(flat_grad),
+                              "fused flat": lambda: fused_flat.step(flat_grad)}, calls=50, rounds=rounds)
+
+
+STARTUP = """
+import os, time, numpy as np
+start = time.process_time()
+import numba
+imported = time.process_time()
+from mnistbench.scratch.optim import Adam, SGD
+optimizer = {kind}({{"all": np.zeros(101770, np.float32)}}, lr=1e-3, fused=True)
+ready = time.process_time()
+optimizer.load_kernels()  # as the backend does, before the first step
+optimizer.step({{"all": np.ones(101770, np.float32)}})
+print(imported - start, ready - imported, time.process_time() - ready)
+"""
+
+
+def child_cpu_seconds() -> float:
+    """User + system CPU seconds of this process's finished children so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def startup_seconds(kind: str, cache_dir: str) -> dict[str, float]:
+    """A fresh process: CPU seconds of `import numba`, of building the optimizer, of loading its kernel and taking
+    the first step (compile, or load from the cache)."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": cache_dir, "PYTHONPATH": str(REPO / "src")}
+    out = subprocess.run([sys.executable, "-c", STARTUP.format(kind=kind)], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    return dict(zip(("import numba", "optimizer built", "kernel loaded + first step"), map(float, out), strict=True))
+
+
+def startup(repeats: int) -> dict[str, dict[str, float]]:
+    """Best of `repeats` fresh processes, each kind with an empty cache (compile) and then a filled one (load)."""
+    results = {}
+    for kind in ("Adam", "SGD"):
+        cold, warm = [], []
+        for _ in range(repeats):
+            with tempfile.TemporaryDirectory() as cache_dir:
+                cold.append(startup_seconds(kind, cache_dir))
+                warm.append(startup_seconds(kind, cache_dir))
+        for label, runs in ((f"{kind}, empty cache", cold), (f"{kind}, cache filled", warm)):
+            results[label] = {key: min(run[key] for run in runs) for key in runs[0]}
+    return results
+
+
+JOB = """
+import time
+start = time.process_time()
+import numpy as np
+from threadpoolctl import threadpool_limits
+import mnistbench.backends.scratch as scratch
+from mnistbench.params import load_params
+from mnistbench.training import epoch_batches, generators, initial_weights
+scratch.fused_steps_pay = lambda run: {fused}
+params = load_params("params.yaml")
+run = params.models["{model}"]
+rng = np.random.default_rng(0)
+images, labels = rng.random((55000, 784), dtype=np.float32), rng.integers(0, 10, 55000)
+data_made = time.process_time()
+with threadpool_limits(limits=1):
+    backend = scratch.ScratchBackend(run, initial_weights(0, params.network), images, labels, np.float32)
+    batch_rng = generators(0)[1]
+    for _ in range(run.epochs):
+        backend.train_epoch(epoch_batches(len(labels), run.batch_size, batch_rng))
+print(data_made - start)  # the parent subtracts these seconds of making the data
+"""
+
+
+def job_seconds(model: str, fused: bool) -> float:
+    """CPU seconds of one default-recipe training job in a fresh process, less the making of its random data."""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    before = child_cpu_seconds()
+    out = subprocess.run([sys.executable, "-c", JOB.format(model=model, fused=fused)], env=env, cwd=REPO,
+                         capture_output=True, text=True, check=True).stdout
+    return child_cpu_seconds() - before - float(out)
+
+
+def jobs(repeats: int) -> dict[str, dict[str, float]]:
+    """Best of `repeats` fresh processes per default recipe, fused and reference alternating."""
+    results = {}
+    for model in ("scratch_sgd", "scratch_adam"):
+        runs = {"fused": [], "reference": []}
+        for _ in range(repeats):
+            for route in runs:
+                runs[route].append(job_seconds(model, route == "fused"))
+        results[model] = {route: min(values) for route, values in runs.items()}
+    return results
+
+
+def step_parts(images: np.ndarray, labels: np.ndarray, batch: int, rounds: int) -> dict[str, float]:
+    """µs per step of each part of a scratch Adam step at `batch`, of the whole step, of the bare GEMMs and of torch."""
+    rng = np.random.default_rng(0)
+    w1, b1 = rng.random((784, 128), dtype=np.float32) * 0.01, np.zeros(128, np.float32)
+    w2, b2 = rng.random((128, 10), dtype=np.float32) * 0.01, np.zeros(10, np.float32)
+    grad_w1, grad_w2, grad_b1, grad_b2 = np.empty_like(w1), np.empty_like(w2), np.empty_like(b1), np.empty_like(b2)
+    x = np.ascontiguousarray(images[:batch])
+    hidden, dhidden = np.empty((batch, 128), np.float32), np.empty((batch, 128), np.float32)
+    logits = np.empty((batch, 10), np.float32, order="F")
+    rows = rng.permutation(len(labels))[:batch]
+    gathered = np.empty_like(x)
+    np.matmul(x, w1, out=hidden)
+    np.matmul(hidden, w2, out=logits)
+    batch_labels = labels[:batch]
+    adam = Adam({"all": np.zeros(101770, np.float32)}, lr=1e-3, fused=True)
+    adam_grad = {"all": np.full(101770, 1e-3, np.float32)}
+
+    def gemms() -> None:
+        np.matmul(x, w1, out=hidden)
+        np.matmul(hidden, w2, out=logits)
+        np.matmul(hidden.T, logits, out=grad_w2)
+        np.matmul(logits, w2.T, out=dhidden)
+        np.matmul(x.T, dhidden, out=grad_w1)
+
+    def bias_adds() -> None:
+        hidden.__iadd__(b1)
+        logits.__iadd__(b2)
+
+    def bias_gradients() -> None:
+        np.add.reduce(dhidden, axis=0, out=grad_b1)
+        np.add.reduce(logits, axis=0, out=grad_b2)
+
+    parts = {
+        "GEMMs (5)": gemms,
+        "gather rows": lambda: (np.take(images, rows, axis=0, out=gathered, mode="clip"), labels[rows]),
+        "bias adds": bias_adds,
+        "ReLU forward": lambda: relu_forward(hidden, inplace=True),
+        "ReLU backward": lambda: relu_backward(dhidden, hidden, inplace=True),
+        "bias gradients": bias_gradients,
+        "loss + dlogits": lambda: softmax_cross_entropy(logits, batch_labels, inplace=True),
+        "optimizer (fused Adam)": lambda: adam.step(adam_grad),
+    }
+    assert tuple(parts) == PARTS
+    per_part = best_microseconds(parts, calls=100, rounds=rounds)
+    per_part.update(whole_steps(images, labels, batch, rounds))
+    return per_part
+
+
+def whole_steps(images: np.ndarray, labels: np.ndarray, batch: int, rounds: int) -> dict[str, float]:
+    """µs per step of the scratch backend, the torch backend and the bare GEMMs over the epoch's first STEPS steps."""
+    plan = epoch_batches(len(labels), batch, generators(0)[1])[:STEPS]
+    scratch = backend_for(adam_run("scratch", batch), MODEL, images, labels, threads=1)
+    torch = backend_for(adam_run("torch", batch), MODEL, images, labels, threads=1)
+    without_optimizer = backend_for(adam_run("scratch", batch), MODEL, images, labels, threads=1)
+    without_optimizer.optimizer.step = lambda grads: None  # the step's glue and cache misses, less the optimizer
+    runs = {"scratch step": lambda: scratch.train_epoch(plan),
+            "scratch step without its optimizer": lambda: without_optimizer.train_epoch(plan),
+            "torch step (fused Adam)": lambda: torch.train_epoch(plan),
+            "bare GEMMs on contiguous rows": bare_gemms(images[: STEPS * batch], batch)}
+    return {name: value / STEPS for name, value in best_microseconds(runs, calls=1, rounds=rounds).items()}
+
+
+def bare_gemms(images: np.ndarray, batch: int) -> Callable[[], None]:
+    """The five matrix products of each step over consecutive batches of `images`, outputs preallocated: no
+    gather, bias, activation, loss or optimizer (bench_epoch.py's floor, over the same steps as the others)."""
+    rng = np.random.default_rng(0)
+    w1, w2 = rng.random((784, 128), dtype=np.float32), rng.random((128, 10), dtype=np.float32)
+    grad_w1, grad_w2 = np.empty_like(w1), np.empty_like(w2)
+    h, d, dh = np.empty((batch, 128), np.float32), np.empty((batch, 10), np.float32), np.empty((batch, 128), np.float32)
+
+    def run_once() -> None:
+        for start in range(0, len(images), batch):
+            x = images[start : start + batch]
+            np.matmul(x, w1, out=h)
+            np.matmul(h, w2, out=d)
+            np.matmul(h.T, d, out=grad_w2)
+            np.matmul(d, w2.T, out=dh)
+            np.matmul(x.T, dh, out=grad_w1)
+
+    return run_once
+
+
+def markdown(results: dict) -> str:
+    lines = [f"# Step benchmark ({results['date']}, {results['cpu']}, 1 BLAS thread, float32)", "",
+             f"Load average before / after: {results['load_before']} / {results['load_after']}. "
+             f"NumPy {np.__version__}, numba {results['numba']}, BLAS {results['blas']}.", "",
+             "## Optimizer step, CPU µs per step over 101,770 parameters (best of rounds of 50 steps)", "",
+             "| optimizer | reference per tensor | reference flat | fused flat (numba) | flat / fused |",
+             "|---|---|---|---|---|"]
+    for name, row in results["optimizers"].items():
+        lines.append(f"| {name} | {row['reference per tensor']:.1f} | {row['reference flat']:.1f} | "
+                     f"{row['fused flat']:.1f} | {row['reference flat'] / row['fused flat']:.2f} |")
+    lines += ["", "## numba in a fresh process, CPU seconds (best of runs)", "",
+              "| case | import numba | optimizer built | kernel loaded + first step |", "|---|---|---|---|"]
+    for name, row in results["startup"].items():
+        lines.append(f"| {name} | {row['import numba']:.3f} | {row['optimizer built']:.3f} | "
+                     f"{row['kernel loaded + first step']:.3f} |")
+    lines += ["", "## Whole default jobs (15 epochs, 55,000 random rows, 1 thread), CPU seconds of a fresh process", "",
+              "| model | NumPy reference | fused | reference / fused |", "|---|---|---|---|"]
+    for model, row in results["jobs"].items():
+        lines.append(f"| {model} | {row['reference']:.2f} | {row['fused']:.2f} | "
+                     f"{row['reference'] / row['fused']:.2f} |")
+    for batch, parts in results["steps"].items():
+        lines += ["", f"## Step at batch {batch}, CPU µs per step", "", "| part | µs | / bare GEMMs |", "|---|---|---|"]
+        floor = parts["bare GEMMs on contiguous rows"]
+        lines += [f"| {name} | {value:.1f} | {value / floor:.2f} |" for name, value in parts.items()]
+        named = sum(value for name, value in parts.items() if name in PARTS)
+        lines.append(f"| rest of the step: whole step less the parts (Python between them, cache misses) | "
+                     f"{parts['scratch step'] - named:.1f} | |")
+        lines.append(f"| the optimizer inside the step: whole step less the step without it | "
+                     f"{parts['scratch step'] - parts['scratch step without its optimizer']:.1f} | |")
+        versus_torch = parts["scratch step"] / parts["torch step (fused Adam)"]
+        lines.append(f"| **scratch step / torch step (fused Adam)** | {versus_torch:.2f} | |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15, help="timed rounds per measurement (the best is kept)")
+    parser.add_argument("--startup-repeats", type=int, default=3, help="fresh processes per start-up case")
+    parser.add_argument("--job-repeats", type=int, default=2, help="fresh processes per whole-job case (0: skip)")
+    args = parser.parse_args(argv)
+    import numba
+
+    load_before = os.getloadavg()
+    images, labels, source = training_rows(55000)
+    with threadpool_limits(limits=1):
+        optimizers = {name: optimizer_steps(make, args.rounds) for name, make in OPTIMIZERS.items()}
+        steps = {batch: step_parts(images, labels, batch, args.rounds) for batch in (32, 128)}
+    results = {
+        "date": time.strftime("%Y-%m-%d %H:%M"), "cpu": cpu_model(), "data": source, "numba": numba.__version__,
+        "blas": ", ".join(f"{pool['internal_api']} {pool['version']} ({pool['architecture']})"
+                          for pool in compute_kernels()["blas"]),
+        "kernels": compute_kernels(), "load_before": [round(v, 2) for v in load_before],
+        "optimizers": optimizers, "startup": startup(args.startup_repeats), "steps": steps,
+        "jobs": jobs(args.job_repeats) if args.job_repeats else {},
+    }
+    results["load_after"] = [round(v, 2) for v in os.getloadavg()]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    write_json(RESULTS / "step.json", results)
+    (RESULTS / "step.md").write_text(markdown(results), encoding="utf-8")
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
