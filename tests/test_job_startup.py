@@ -25,7 +25,9 @@ EVAL_FIELDS = {"confusion_matrix", "diverged_epoch", "impl", "inference", "input
 PROVENANCE_FIELDS = {"date", "git", "python", "packages", "platform", "cpu", "cpu_count", "threads", "device",
                      "kernels"}
 INFERENCE_FIELDS = {"images_per_second", "best_seconds", "repeats", "rows", "device", "threads"}
-HEAVY = ("torch", "scipy", "sklearn")
+# The costly imports a scratch job must not make. The bare `scipy` package is not among them: numba, which the fused
+# optimizer steps import, probes it (ten small modules); SciPy's linalg, with its own OpenBLAS, stays unloaded.
+HEAVY = ("torch", "sklearn", "scipy.linalg", "scipy.special", "scipy.stats", "scipy.sparse", "pandas")
 
 # Runs stages through the CLI in this interpreter, then prints the heavy packages it imported.
 JOBS = """
@@ -33,7 +35,7 @@ import json, sys
 from mnistbench.cli import main
 for argv in {argvs!r}:
     assert main(["--quiet", *argv]) == 0, argv
-print(json.dumps(sorted({{name.split(".")[0] for name in sys.modules}} & set({heavy!r}))))
+print(json.dumps(sorted(set(sys.modules) & set({heavy!r}))))
 """
 
 
