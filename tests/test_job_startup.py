@@ -39,9 +39,9 @@ print(json.dumps(sorted(set(sys.modules) & set({heavy!r}))))
 """
 
 
-def run_jobs(workdir: Path, *argvs: list[str]) -> list[str]:
-    """The heavy packages a fresh interpreter imported while running these CLI commands in `workdir`."""
-    script = JOBS.format(argvs=[list(argv) for argv in argvs], heavy=HEAVY)
+def run_jobs(workdir: Path, *argvs: list[str], heavy: tuple[str, ...] = HEAVY) -> list[str]:
+    """The `heavy` modules a fresh interpreter imported while running these CLI commands in `workdir`."""
+    script = JOBS.format(argvs=[list(argv) for argv in argvs], heavy=heavy)
     result = subprocess.run([sys.executable, "-c", script], cwd=workdir, capture_output=True, text=True, timeout=300,
                             env={"PYTHONPATH": str(REPO_ROOT / "src"), "TQDM_DISABLE": "1", "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr
@@ -73,6 +73,11 @@ def scratch_job(prepared) -> tuple[list[str], dict, dict]:
 def test_a_scratch_train_and_evaluate_job_imports_no_torch_scipy_or_sklearn(scratch_job):
     imported, _, _ = scratch_job
     assert imported == [], f"a scratch job imported {imported}"
+
+
+def test_an_evaluate_job_of_a_fused_optimizer_loads_no_numba(prepared, scratch_job):
+    """Evaluation never steps an optimizer: scratch_adam's fused kernel (numba, ~0.4 s) is for its train job only."""
+    assert run_jobs(prepared, ["evaluate", "--model", "scratch_adam", "--seed", "0"], heavy=("numba", "scipy")) == []
 
 
 def test_the_training_record_keeps_every_field(scratch_job):

@@ -45,10 +45,11 @@ def fused_steps_pay(run: RunParams) -> bool:
     return not (run.optimizer == "sgd" and not run.momentum and not run.weight_decay)
 
 
-def make_optimizer(run: RunParams, params: dict[str, np.ndarray]) -> Optimizer:
+def make_optimizer(run: RunParams, params: dict[str, np.ndarray], will_step: bool = True) -> Optimizer:
     """The optimizer named by run.optimizer over params, with the keys of params.OPTIMIZER_KEYS it reads; its
-    fused kernel loaded when `fused_steps_pay(run)`."""
-    fused = fused_steps_pay(run)
+    fused kernel loaded when `fused_steps_pay(run)` and the optimizer `will_step` (an evaluate job never does:
+    it would pay numba's start-up for nothing)."""
+    fused = will_step and fused_steps_pay(run)
     optimizer = one_of(OPTIMIZERS, run.optimizer, f"models.{run.name}.optimizer")(run, params, fused)
     if fused:
         optimizer.load_kernels()
@@ -72,7 +73,7 @@ class ScratchBackend:
     ) -> None:
         self.dtype = np.dtype(dtype)
         self.network = MLP(weights, self.dtype, activation)
-        self.optimizer = make_optimizer(run, {"all": self.network.flat_params})
+        self.optimizer = make_optimizer(run, {"all": self.network.flat_params}, will_step=len(labels) > 0)
         self.schedule = learning_rates(run.schedule, run.lr, steps_per_epoch(len(labels), run.batch_size), run.epochs)
         self.steps_taken = 0
         self.images = np.ascontiguousarray(images, dtype=self.dtype)
