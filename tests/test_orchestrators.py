@@ -200,8 +200,8 @@ def test_a_failing_dvc_status_stops_snakemake_with_its_message(tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode != 0
     last = output.strip().splitlines()[-1]
-    assert last.startswith("snakemake: error: dvc status failed, so what is current is unknown: ERROR: ") and (
-        "no_such_option" in last), output
+    assert last.startswith("snakemake: error: dvc status failed, so what is current is unknown: ") and (
+        "config file error" in last and "no_such_option" in last), output
     assert "Job stats" not in output
 
 
