@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from common import REPO, backend_for, recipe_run, test_rows, training_rows
+from common import REPO, backend_for, matmul_epochs, recipe_run, test_rows, training_rows
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from mnistbench.io import read_json, save_npz, write_json
@@ -132,36 +132,6 @@ def sklearn_epochs(recipe: dict, images: np.ndarray, labels: np.ndarray, batch_s
     return Trainee(run_once, classifier.predict)
 
 
-def matmul_epochs(images: np.ndarray, batch_size: int, epochs: int) -> Callable[[], None]:
-    """A run of only the five matrix products per step over `epochs` epochs, float32, outputs preallocated."""
-    rng = np.random.default_rng(0)
-    (hidden,), classes = MODEL.hidden, 10
-    w1 = rng.random((784, hidden), dtype=np.float32)
-    w2 = rng.random((hidden, classes), dtype=np.float32)
-    grad_w1, grad_w2 = np.empty_like(w1), np.empty_like(w2)
-    size = batch_size or len(images)
-    starts = range(0, len(images), size)
-    buffers = {}
-    for start in starts:
-        rows = min(size, len(images) - start)
-        if rows not in buffers:
-            buffers[rows] = [np.empty((rows, hidden), np.float32), np.empty((rows, classes), np.float32),
-                             np.empty((rows, hidden), np.float32)]
-
-    def run_once() -> None:
-        for _ in range(epochs):
-            for start in starts:
-                x = images[start : start + size]
-                h, d, dh = buffers[len(x)]
-                np.matmul(x, w1, out=h)
-                np.matmul(h, w2, out=d)
-                np.matmul(h.T, d, out=grad_w2)
-                np.matmul(d, w2.T, out=dh)
-                np.matmul(x.T, dh, out=grad_w1)
-
-    return run_once
-
-
 def measure(recipe_name: str, threads: int, rows: int, batch_size: int, repeats: int) -> dict:
     recipe = RECIPES[recipe_name]
     images, labels, source = training_rows(rows)
@@ -173,7 +143,7 @@ def measure(recipe_name: str, threads: int, rows: int, batch_size: int, repeats:
         trainees["sklearn"] = sklearn_epochs(recipe, images, labels, batch_size, epochs)
         trainees = {impl: trainee for impl, trainee in trainees.items() if trainee is not None}
         runs = {impl: trainee.run_once for impl, trainee in trainees.items()}
-        runs["matmul"] = matmul_epochs(images, batch_size, epochs)
+        runs["matmul"] = matmul_epochs(images, batch_size, epochs, MODEL.hidden[0])
         best = {name: seconds / epochs for name, seconds in best_seconds(runs, repeats).items()}
         accuracy = {impl: float(np.mean(trainee.predict(test_images) == test_labels))
                     for impl, trainee in trainees.items()}

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-from common import REPO, adam_run, backend_for, training_rows
+from common import REPO, adam_run, backend_for, matmul_epochs, training_rows
 from threadpoolctl import threadpool_limits
 
 from mnistbench.io import write_json
@@ -235,28 +235,8 @@ def whole_steps(images: np.ndarray, labels: np.ndarray, batch: int, rounds: int)
     runs = {"scratch step": lambda: scratch.train_epoch(plan),
             "scratch step without its optimizer": lambda: without_optimizer.train_epoch(plan),
             "torch step (fused Adam)": lambda: torch.train_epoch(plan),
-            "bare GEMMs on contiguous rows": bare_gemms(images[: STEPS * batch], batch)}
+            "bare GEMMs on contiguous rows": matmul_epochs(images[: STEPS * batch], batch, 1)}
     return {name: value / STEPS for name, value in best_microseconds(runs, calls=1, rounds=rounds).items()}
-
-
-def bare_gemms(images: np.ndarray, batch: int) -> Callable[[], None]:
-    """The five matrix products of each step over consecutive batches of `images`, outputs preallocated: no
-    gather, bias, activation, loss or optimizer (bench_epoch.py's floor, over the same steps as the others)."""
-    rng = np.random.default_rng(0)
-    w1, w2 = rng.random((784, 128), dtype=np.float32), rng.random((128, 10), dtype=np.float32)
-    grad_w1, grad_w2 = np.empty_like(w1), np.empty_like(w2)
-    h, d, dh = np.empty((batch, 128), np.float32), np.empty((batch, 10), np.float32), np.empty((batch, 128), np.float32)
-
-    def run_once() -> None:
-        for start in range(0, len(images), batch):
-            x = images[start : start + batch]
-            np.matmul(x, w1, out=h)
-            np.matmul(h, w2, out=d)
-            np.matmul(h.T, d, out=grad_w2)
-            np.matmul(d, w2.T, out=dh)
-            np.matmul(x.T, dh, out=grad_w1)
-
-    return run_once
 
 
 def markdown(results: dict) -> str:

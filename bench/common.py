@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -53,3 +54,35 @@ def backend_for(run: RunParams, network: NetworkParams, images: np.ndarray, labe
     """A backend from seed 0's shared initial weights, with the process settings a `mnistbench train` job has."""
     backend_class(run).configure_process(threads)
     return make_backend(run, network, initial_weights(0, network), images, labels, threads)
+
+
+def matmul_epochs(images: np.ndarray, batch_size: int, epochs: int, hidden: int = 128) -> Callable[[], None]:
+    """A run of only the five matrix products per step (forward x@w1, h@w2; backward h.T@d, d@w2.T, x.T@dh) of a
+    784-hidden-10 network over `epochs` epochs of `images` (n, 784) float32, outputs preallocated: the floor the
+    scratch step is measured against (batch_size 0 = full batch)."""
+    rng = np.random.default_rng(0)
+    classes = 10
+    w1 = rng.random((784, hidden), dtype=np.float32)
+    w2 = rng.random((hidden, classes), dtype=np.float32)
+    grad_w1, grad_w2 = np.empty_like(w1), np.empty_like(w2)
+    size = batch_size or len(images)
+    starts = range(0, len(images), size)
+    buffers = {}
+    for start in starts:
+        rows = min(size, len(images) - start)
+        if rows not in buffers:
+            buffers[rows] = [np.empty((rows, hidden), np.float32), np.empty((rows, classes), np.float32),
+                             np.empty((rows, hidden), np.float32)]
+
+    def run_once() -> None:
+        for _ in range(epochs):
+            for start in starts:
+                x = images[start : start + size]
+                h, d, dh = buffers[len(x)]
+                np.matmul(x, w1, out=h)
+                np.matmul(h, w2, out=d)
+                np.matmul(h.T, d, out=grad_w2)
+                np.matmul(d, w2.T, out=dh)
+                np.matmul(x.T, dh, out=grad_w1)
+
+    return run_once
