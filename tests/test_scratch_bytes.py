@@ -56,9 +56,11 @@ def test_the_default_network_starts_from_the_same_initial_weights():
     assert all(today[name].tobytes() == before[name].tobytes() for name in before)
 
 
+@pytest.mark.parametrize("fused", [False, True], ids=["numpy", "fused"])  # both paths, whichever a job would take
 @pytest.mark.parametrize("model", ["scratch_sgd", "scratch_adam"])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_default_recipes_train_byte_identical_weights(fixture_rows, model, seed):
+def test_default_recipes_train_byte_identical_weights(fixture_rows, model, seed, fused, monkeypatch):
+    monkeypatch.setattr("mnistbench.backends.scratch.fused_steps_pay", lambda *_: fused)
     params = load_params("params.yaml")
     run = params.models[model]
     assert (run.schedule, run.weight_decay, params.network.activation) == ({"name": "constant"}, 0.0, "relu")
@@ -68,6 +70,7 @@ def test_default_recipes_train_byte_identical_weights(fixture_rows, model, seed)
         start = initial_weights(seed, params.network)
         expected = frozen_training(run, start, images, labels, seed)
         backend = make_backend(run, params.network, start, images, labels, threads=1)
+        assert (backend.optimizer.kernels is not None) is fused
         _, batch_rng = generators(seed)
         for _ in range(EPOCHS):
             backend.train_epoch(epoch_batches(len(labels), run.batch_size, batch_rng))

@@ -116,15 +116,31 @@ def test_numba_is_imported_only_by_a_fused_optimizer() -> None:
     assert result.stdout.split() == ["False", "True"]
 
 
-@pytest.mark.parametrize(("model", "fused"), [("scratch_sgd", False), ("scratch_adam", True)])
-def test_the_backend_steps_fused_where_it_pays(model, fused) -> None:  # noqa: ANN001
+def backend_of(run, rows: int):  # noqa: ANN001, ANN201
     params = load_params("params.yaml")
-    backend = make_backend(params.models[model], params.network, initial_weights(0, params.network),
-                           np.zeros((4, 784), np.float32), np.zeros(4, np.int64), threads=1)
-    assert (backend.optimizer.kernels is not None) is fused
-    sgd = params.models["scratch_sgd"]
-    assert fused_steps_pay(type(sgd)(**{**sgd.__dict__, "weight_decay": 1e-4}))
-    assert fused_steps_pay(type(sgd)(**{**sgd.__dict__, "momentum": 0.9}))
+    return make_backend(run, params.network, initial_weights(0, params.network),
+                        np.zeros((rows, 784), np.float32), np.zeros(rows, np.int64), threads=1)
+
+
+DEFAULT_ROWS = 55_000  # params.yaml data.n_train
+
+
+@pytest.mark.parametrize(("model", "changes", "rows", "fused"), [
+    ("scratch_sgd", {}, DEFAULT_ROWS, False),  # plain SGD: never
+    ("scratch_adam", {}, DEFAULT_ROWS, False),  # 6,450 steps: measured even, numba's start-up not paid back
+    ("scratch_adam", {"batch_size": 32}, DEFAULT_ROWS, True),  # 25,785 steps
+    ("scratch_adam", {"batch_size": 32}, 0, False),  # an evaluate job: no step
+    ("scratch_adam", {"batch_size": 32}, 400, False),  # a small run
+    ("scratch_sgd", {"momentum": 0.9}, DEFAULT_ROWS, True),
+    ("scratch_sgd", {"weight_decay": 1e-4}, DEFAULT_ROWS, True),
+    ("scratch_sgd", {"momentum": 0.9, "epochs": 5}, DEFAULT_ROWS, False),
+])
+def test_the_backend_steps_fused_where_it_pays(model, changes, rows, fused) -> None:  # noqa: ANN001
+    default = load_params("params.yaml").models[model]
+    run = type(default)(**{**default.__dict__, **changes})
+    steps = run.epochs * math.ceil(rows / run.batch_size)
+    assert fused_steps_pay(run, 101_770, steps) is fused
+    assert (backend_of(run, rows).optimizer.kernels is not None) is fused
 
 
 def test_loading_the_kernels_leaves_scipy_blas_unloaded_and_importable() -> None:

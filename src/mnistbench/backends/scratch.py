@@ -34,22 +34,29 @@ OPTIMIZERS = {
 }
 
 
-def fused_steps_pay(run: RunParams) -> bool:
-    """Whether the run steps with the fused numba kernel rather than the NumPy reference (the same bits either way).
+# Seconds a fused step saves per parameter, inside a whole training job (bench/bench_step.py, docs/optimizers.md
+# "Speed"): less than the optimizer step timed alone, since the kernel shares the caches with the GEMMs. The default
+# scratch_adam job (6,450 steps of 101,770 parameters) came out even, 6.15 CPU s with NumPy against 6.23 fused.
+SAVED_PER_PARAMETER_STEP = {"sgd": 0.2e-9, "adam": 0.6e-9, "adamw": 0.6e-9, "rmsprop": 0.6e-9, "adagrad": 0.6e-9}
+# What numba costs a fresh job before its first fused step: import ~0.2 s, loading the cached kernel ~0.2 s.
+NUMBA_START_SECONDS = 0.4
 
-    Everything but plain SGD (no momentum, no weight decay): its reference is two passes (`p -= lr * g`) and the
-    kernel saves ~11 µs a step at 784-128-10, ~0.3 s over scratch_sgd's 25,785 steps: less than numba costs a
-    fresh job (import ~0.2 s, loading the cached kernel ~0.2 s). Adam saves ~100 µs a step, SGD with momentum ~28
-    (bench/bench_step.py; docs/optimizers.md "Speed").
+
+def fused_steps_pay(run: RunParams, parameters: int, steps: int) -> bool:
+    """Whether a job of `steps` optimizer steps over `parameters` parameters saves more with the fused numba kernel
+    than numba costs it to start (the same bits either way, so the choice never changes a result).
+
+    Never for plain SGD (no momentum, no weight decay): its reference is two passes (`p -= lr * g`).
     """
-    return not (run.optimizer == "sgd" and not run.momentum and not run.weight_decay)
+    if run.optimizer == "sgd" and not run.momentum and not run.weight_decay:
+        return False
+    return steps * parameters * SAVED_PER_PARAMETER_STEP[run.optimizer] > NUMBA_START_SECONDS
 
 
-def make_optimizer(run: RunParams, params: dict[str, np.ndarray], will_step: bool = True) -> Optimizer:
+def make_optimizer(run: RunParams, params: dict[str, np.ndarray], steps: int) -> Optimizer:
     """The optimizer named by run.optimizer over params, with the keys of params.OPTIMIZER_KEYS it reads; its
-    fused kernel loaded when `fused_steps_pay(run)` and the optimizer `will_step` (an evaluate job never does:
-    it would pay numba's start-up for nothing)."""
-    fused = will_step and fused_steps_pay(run)
+    fused kernel loaded when `fused_steps_pay` for a job of `steps` steps (an evaluate job takes none)."""
+    fused = fused_steps_pay(run, sum(array.size for array in params.values()), steps)
     optimizer = one_of(OPTIMIZERS, run.optimizer, f"models.{run.name}.optimizer")(run, params, fused)
     if fused:
         optimizer.load_kernels()
@@ -73,8 +80,9 @@ class ScratchBackend:
     ) -> None:
         self.dtype = np.dtype(dtype)
         self.network = MLP(weights, self.dtype, activation)
-        self.optimizer = make_optimizer(run, {"all": self.network.flat_params}, will_step=len(labels) > 0)
-        self.schedule = learning_rates(run.schedule, run.lr, steps_per_epoch(len(labels), run.batch_size), run.epochs)
+        epoch_steps = steps_per_epoch(len(labels), run.batch_size)
+        self.optimizer = make_optimizer(run, {"all": self.network.flat_params}, epoch_steps * run.epochs)
+        self.schedule = learning_rates(run.schedule, run.lr, epoch_steps, run.epochs)
         self.steps_taken = 0
         self.images = np.ascontiguousarray(images, dtype=self.dtype)
         self.labels = np.asarray(labels, dtype=np.int64)
