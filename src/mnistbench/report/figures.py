@@ -13,11 +13,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, NullLocator
+from PIL import Image
 
 DPI = 110
+TIGHT_PAD_INCHES = 0.1  # savefig's margin around a tight bounding box (rcParams["savefig.pad_inches"])
 
 
 def _log_tick_label(value: float, _position: int) -> str:
@@ -38,9 +41,31 @@ def model_colours(models: list[str]) -> dict[str, str]:
 
 def to_data_uri(figure: Figure) -> str:
     """PNG bytes of `figure`, base64-encoded into a data: URI (no metadata, no links)."""
+    return "data:image/png;base64," + base64.b64encode(tight_png(figure)).decode("ascii")
+
+
+def tight_png(figure: Figure) -> bytes:
+    """The PNG of savefig(bbox_inches="tight") from one draw instead of its two: the canvas drawn at DPI, cropped to
+    the artists' bounding box, with savefig's 0.1 in margin of the figure's colour around it. When the artists
+    reach past the canvas (a long label), savefig itself, which widens the image to fit them."""
+    figure.set_dpi(DPI)
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    pixels = np.asarray(canvas.buffer_rgba())  # (height, width, 4), top row first
+    height, width = pixels.shape[:2]
+    left, bottom, right, top = figure.get_tightbbox(canvas.get_renderer()).extents * DPI
+    rows = slice(int(np.floor(height - top)), int(np.ceil(height - bottom)))
+    columns = slice(int(np.floor(left)), int(np.ceil(right)))
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    if rows.start < 0 or columns.start < 0 or rows.stop > height or columns.stop > width:
+        figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
+        return buffer.getvalue()
+    margin = round(TIGHT_PAD_INCHES * DPI)
+    framed = np.empty((rows.stop - rows.start + 2 * margin, columns.stop - columns.start + 2 * margin, 4), np.uint8)
+    framed[...] = np.round(np.array(figure.get_facecolor()) * 255)
+    framed[margin:-margin, margin:-margin] = pixels[rows, columns]
+    Image.fromarray(framed).save(buffer, format="png")
+    return buffer.getvalue()
 
 
 def accuracy_figure(table: pd.DataFrame, intervals: dict[str, list[float] | None], colours: dict[str, str]) -> str:
