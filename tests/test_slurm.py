@@ -33,8 +33,8 @@ from pipeline_helpers import (
 
 CLUSTER_SCRIPT = REPO_ROOT / "tests" / "slurm" / "cluster.sh"
 # The profile's first status query comes 15 s after a submission, and each query that sees no job end waits 10 s
-# longer. This cluster's jobs take seconds: querying after 2 s shortens every step of the chain, not what it checks.
-PROFILE = ("--profile", "workflow/profiles/slurm", "--slurm-init-seconds-before-status-checks", "2")
+# longer. This cluster's jobs take seconds: querying after 1 s shortens every step of the chain, not what it checks.
+PROFILE = ("--profile", "workflow/profiles/slurm", "--slurm-init-seconds-before-status-checks", "1")
 SLURM_TOOLS = ("munged", "mungekey", "slurmctld", "slurmd", "sinfo", "sbatch", "squeue", "scancel")
 DAEMONS = ("munged", "slurmctld", "slurmd")
 SUBMITTED = re.compile(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.")
