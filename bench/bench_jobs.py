@@ -2,13 +2,14 @@
 they did in process, for scratch and torch, next to the cost of `import torch` alone.
 
 Each job runs as the pipeline runs it (a fresh interpreter, `python -m mnistbench ... --threads 1`) in a working
-folder holding prepared data and a params.yaml (by default this repository's params with every model at 1 epoch:
-the overhead does not depend on the epochs). Work is the training loop (`wall_seconds` of the training record) or
-the inference passes of an evaluation (`throughput_repeats` + 2 passes at the best pass's time). Overhead = wall -
-work. Each figure is the best of `--repeats` runs (the machine is shared: the best run is the least disturbed).
+folder holding prepared data and a params.yaml (by default this repository's params, torch on the CPU: the default
+epochs, since a scratch job loads numba only when its steps pay that back, backends/scratch.py fused_steps_pay).
+Work is the training loop (`wall_seconds` of the training record) or the inference passes of an evaluation
+(`throughput_repeats` + 2 passes at the best pass's time). Overhead = wall - work. Each figure is the best of
+`--repeats` runs (the machine is shared: the best run is the least disturbed).
 
     python bench/bench_jobs.py --workdir DIR            # DIR: data/prepared/ and params.yaml (see --setup)
-    python bench/bench_jobs.py --workdir DIR --setup    # first copy this repository's params (1 epoch) into DIR
+    python bench/bench_jobs.py --workdir DIR --setup    # first copy this repository's params into DIR
 
 Writes bench/results/jobs.md and bench/results/jobs.json and prints the table.
 """
@@ -42,10 +43,9 @@ print(json.dumps({"code": code, "modules": len(sys.modules), "heavy": heavy}))
 
 
 def setup(workdir: Path) -> None:
-    """Copy this repository's params.yaml into workdir with every model at 1 epoch (and torch on the CPU)."""
+    """Copy this repository's params.yaml into workdir, with torch on the CPU."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     for run in params["models"].values():
-        run["epochs"] = 1
         if run["impl"] == "torch":
             run["device"] = "cpu"
     (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -100,7 +100,7 @@ def markdown(results: list[dict], torch_import: float, src: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, required=True, help="folder with data/prepared/ and params.yaml")
-    parser.add_argument("--setup", action="store_true", help="write the 1-epoch params.yaml into --workdir first")
+    parser.add_argument("--setup", action="store_true", help="write the params.yaml into --workdir first")
     parser.add_argument("--src", type=Path, default=REPO / "src", help="the mnistbench source to time (PYTHONPATH)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--output", default="jobs", help="results name: bench/results/NAME.md and .json")

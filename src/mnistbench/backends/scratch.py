@@ -34,10 +34,10 @@ OPTIMIZERS = {
 }
 
 
-# Seconds a fused step saves per parameter, inside a whole training job (bench/bench_step.py, docs/optimizers.md
-# "Speed"): less than the optimizer step timed alone, since the kernel shares the caches with the GEMMs. The default
-# scratch_adam job (6,450 steps of 101,770 parameters) came out even, 6.15 CPU s with NumPy against 6.23 fused.
-SAVED_PER_PARAMETER_STEP = {"sgd": 0.2e-9, "adam": 0.6e-9, "adamw": 0.6e-9, "rmsprop": 0.6e-9, "adagrad": 0.6e-9}
+# Seconds a fused step saves per parameter, inside a whole training job: bench/bench_epoch.py at batch 128 on the idle
+# machine, NumPy reference against fused per epoch (Adam 0.399 against 0.348 s: 118 µs a step of 101,770
+# parameters), rounded down; docs/optimizers.md "Speed".
+SAVED_PER_PARAMETER_STEP = {"sgd": 0.5e-9, "adam": 1.1e-9, "adamw": 1.1e-9, "rmsprop": 1.0e-9, "adagrad": 0.6e-9}
 # What numba costs a fresh job before its first fused step: import ~0.2 s, loading the cached kernel ~0.2 s.
 NUMBA_START_SECONDS = 0.4
 
