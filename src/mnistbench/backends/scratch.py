@@ -36,8 +36,8 @@ OPTIMIZERS = {
 
 # Seconds a fused step saves per parameter, inside a whole training job: bench/bench_epoch.py at batch 128 on the idle
 # machine, NumPy reference against fused per epoch (Adam 0.399 against 0.348 s: 118 µs a step of 101,770
-# parameters), rounded down; docs/optimizers.md "Speed".
-SAVED_PER_PARAMETER_STEP = {"sgd": 0.5e-9, "adam": 1.1e-9, "adamw": 1.1e-9, "rmsprop": 1.0e-9, "adagrad": 0.6e-9}
+# parameters; SGD with momentum 60 µs, with Nesterov and weight decay 102, Adagrad 123), rounded; docs/optimizers.md.
+SAVED_PER_PARAMETER_STEP = {"sgd": 0.7e-9, "adam": 1.1e-9, "adamw": 1.1e-9, "rmsprop": 1.0e-9, "adagrad": 1.1e-9}
 # What numba costs a fresh job before its first fused step: import ~0.2 s, loading the cached kernel ~0.2 s.
 NUMBA_START_SECONDS = 0.4
 
