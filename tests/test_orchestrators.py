@@ -214,3 +214,8 @@ def test_without_dvc_snakemake_goes_by_file_dates_only_when_told(tmp_path):
         "snakemake: error: no DVC project here (dvc.yaml, .dvc/), and Snakemake takes DVC's word for what is "
         "current: run `dvc init`, or `snakemake --config without_dvc=true` to let file dates decide")
     assert snakemake_dry_run_jobs(repo, "--config", "without_dvc=true") == ALL_JOBS
+    # A real run (its first two stages): no DVC to record in, and file dates then say what is done
+    run(repo, "snakemake", "--cores", "2", "data/prepared/stats.json", "--config", "without_dvc=true")
+    assert (repo / "data" / "prepared" / "stats.json").is_file() and not (repo / "dvc.lock").exists()
+    done = {("download", None, None), ("prepare", None, None)}
+    assert snakemake_dry_run_jobs(repo, "--config", "without_dvc=true") == ALL_JOBS - done
