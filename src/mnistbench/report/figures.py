@@ -148,8 +148,9 @@ def confusion_figure(matrix: np.ndarray, model: str) -> str:
         axes.imshow(shown, cmap="Blues")
         for (row, col), value in np.ndenumerate(values):
             dark = shown[row, col] > 0.6 * shown.max()
-            axes.text(col, row, text(value), ha="center", va="center", fontsize=6.5,
-                      color="white" if dark else "black")
+            label = axes.text(col, row, text(value), ha="center", va="center", fontsize=6.5,
+                              color="white" if dark else "black")
+            label.set_in_layout(False)  # inside its cell: the tight box need not measure 200 labels
         axes.set_title(title, fontsize=10)
         axes.set_xlabel("predicted digit")
         axes.set_ylabel("true digit")
