@@ -30,6 +30,7 @@ from pipeline_helpers import (
     snakemake_dry_run_jobs,
     write_params,
 )
+from test_orchestrators import WHAT_TO_DO, rwlock_pids
 
 CLUSTER_SCRIPT = REPO_ROOT / "tests" / "slurm" / "cluster.sh"
 # The profile's first status query comes 15 s after a submission, and each query that sees no job end waits 10 s
@@ -116,14 +117,66 @@ def slurm_jobs(output: str) -> dict[tuple, str]:
 
 
 @pytest.fixture(scope="module")
-def runs(cluster, fresh_repo, built_repo, tmp_path_factory):
-    """The fixture pipeline run through the SLURM profile, beside the session's local run (`built_repo`: the same
-    repository and commit, built with `snakemake --cores 2`)."""
-    remote = copy_repo(fresh_repo, tmp_path_factory.mktemp("runs") / "cluster")
+def workflows(cluster, fresh_repo, tmp_path_factory, request):
+    """Three workflows on the cluster at the same time, as users would share one:
+    - "cluster": the fixture pipeline from scratch through the SLURM profile, to compare with the session's local
+      run (`built_repo`: the same repository and commit, built with `snakemake --cores 2`);
+    - "failing": its download job fails (`data.source` is an empty folder);
+    - "cancelled": a long training job, cancelled with scancel as it runs (a copy of the built pipeline, so that
+      this job is the only one).
+    Each workflow's jobs wait mostly for the plugin's status queries, not for the CPUs: side by side they take the
+    time of the longest one, not of all three."""
+    base = tmp_path_factory.mktemp("workflows")
+    remote = copy_repo(fresh_repo, base / "cluster")
+    failing = copy_repo(fresh_repo, base / "failing")
+    (failing / "no-mnist-here").mkdir()
+    params = yaml.safe_load((failing / "params.yaml").read_text())
+    params["data"]["source"] = "no-mnist-here"
+    write_params(failing, params)
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "TQDM_DISABLE": "1"}
+
+    def start(name: str, repo: Path, *targets: str) -> subprocess.Popen:
+        return subprocess.Popen(["snakemake", *PROFILE, *targets], cwd=repo, env=env,
+                                stdout=(base / f"{name}.log").open("w"), stderr=subprocess.STDOUT)
+
     started = time.monotonic()
-    result = run(remote, "snakemake", *PROFILE)
-    print(f"\nfixture pipeline through SLURM: {time.monotonic() - started:.0f} s")
-    return {"local": built_repo, "cluster": remote, "output": result.stdout + result.stderr}
+    processes = {"cluster": start("cluster", remote), "failing": start("failing", failing)}
+    results = {"cluster": {"repo": remote}, "failing": {"repo": failing}}
+    try:
+        # The submitting Snakemake counts as running: `dvc repro` beside it is refused, naming it
+        deadline = time.monotonic() + 60
+        while not claimed(remote, processes["cluster"].pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        results["cluster"]["dvc_repro_beside"] = run(remote, "dvc", "repro", check=False)
+        # The session's build may still be running (the first test file that needs it builds it): the two
+        # workflows above do not wait for it.
+        cancelled = copy_repo(request.getfixturevalue("built_repo"), base / "cancelled")
+        params = yaml.safe_load((cancelled / "params.yaml").read_text())
+        params["models"]["scratch_adam"]["epochs"] = 100_000
+        write_params(cancelled, params)
+        processes["cancelled"] = start("cancelled", cancelled, "data/models/scratch_adam/seed0.npz")
+        results["cancelled"] = {"repo": cancelled}
+        job_id = wait_for_running_job("rule_train_wildcards_scratch_adam_0", cancelled, timeout=90)
+        subprocess.run(["scancel", job_id], check=True)
+        results["cancelled"]["job_id"] = job_id
+        for name, process in processes.items():
+            process.wait(timeout=400)
+            results[name].update(output=(base / f"{name}.log").read_text(), returncode=process.returncode,
+                                 pid=process.pid)
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.kill()
+    print(f"\nthree workflows through SLURM side by side: {time.monotonic() - started:.0f} s")
+    return results
+
+
+@pytest.fixture(scope="module")
+def runs(workflows, built_repo):
+    """The fixture pipeline run through the SLURM profile, beside the session's local run."""
+    cluster = workflows["cluster"]
+    assert cluster["returncode"] == 0, cluster["output"]
+    return {"local": built_repo, "cluster": cluster["repo"], "output": cluster["output"]}
 
 
 def test_every_job_ran_as_its_own_slurm_job(runs, cluster):
@@ -151,63 +204,46 @@ def test_cluster_weights_and_accuracies_equal_a_local_run(runs):
     assert set(accuracies(remote)) == set(SMALL_PARAMS["models"])
 
 
+def test_dvc_repro_beside_a_slurm_run_is_refused_naming_the_submitting_snakemake(workflows):
+    cluster = workflows["cluster"]
+    refusal = cluster["dvc_repro_beside"]
+    output = refusal.stdout + refusal.stderr
+    assert refusal.returncode != 0 and "Running stage" not in output, output
+    naming = [line for line in output.splitlines() if f"PID {cluster['pid']}" in line]
+    assert naming == [f"  (PID {cluster['pid']}): snakemake {' '.join(PROFILE)} {WHAT_TO_DO}"], output
+    assert cluster["returncode"] == 0, cluster["output"]
+
+
 def test_dvc_status_is_clean_after_the_cluster_run(runs):
     assert "up to date" in run(runs["cluster"], "dvc", "status").stdout
     assert snakemake_dry_run_jobs(runs["cluster"]) == set()
 
 
-@pytest.fixture(scope="module")
-def broken_runs(runs, cluster, fresh_repo, tmp_path_factory):
-    """Two workflows that go wrong on the cluster, at the same time: in one, the download job fails (its
-    `data.source` is an empty folder); in the other, a long training job is cancelled with scancel as it runs."""
-    base = tmp_path_factory.mktemp("broken")
-    failing = copy_repo(fresh_repo, base / "failing")
-    (failing / "no-mnist-here").mkdir()
-    params = yaml.safe_load((failing / "params.yaml").read_text())
-    params["data"]["source"] = "no-mnist-here"
-    write_params(failing, params)
-    cancelled = copy_repo(runs["cluster"], base / "cancelled")
-    params = yaml.safe_load((cancelled / "params.yaml").read_text())
-    params["models"]["scratch_adam"]["epochs"] = 100_000
-    write_params(cancelled, params)
-
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "TQDM_DISABLE": "1"}
-    workflows = {
-        name: subprocess.Popen(["snakemake", *PROFILE, *targets], cwd=repo, env=env,
-                               stdout=(base / f"{name}.log").open("w"), stderr=subprocess.STDOUT)
-        for name, repo, targets in (("failing", failing, ()),
-                                    ("cancelled", cancelled, ("data/models/scratch_adam/seed0.npz",)))
-    }
-    results = {"failing": {"repo": failing}, "cancelled": {"repo": cancelled}}
+def claimed(repo: Path, pid: int) -> bool:
+    """The process `pid` has claimed repo in DVC's rwlock (which may be caught half-written)."""
     try:
-        job_id = wait_for_running_job("rule_train_wildcards_scratch_adam_0", timeout=90)
-        subprocess.run(["scancel", job_id], check=True)
-        results["cancelled"]["job_id"] = job_id
-        for name, workflow in workflows.items():
-            workflow.wait(timeout=180)
-            results[name].update(output=(base / f"{name}.log").read_text(), returncode=workflow.returncode)
-    finally:
-        for workflow in workflows.values():
-            if workflow.poll() is None:
-                workflow.kill()
-    return results
+        return pid in rwlock_pids(repo)
+    except ValueError:
+        return False
 
 
-def wait_for_running_job(comment: str, timeout: float) -> str:
-    """The SLURM job id of the running job whose comment (set by the plugin: rule and wildcards) is `comment`."""
+def wait_for_running_job(comment: str, workdir: Path, timeout: float) -> str:
+    """The SLURM job id of the running job of the workflow in `workdir` whose comment (set by the plugin: rule and
+    wildcards) is `comment`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        listing = subprocess.run(["squeue", "-h", "-t", "RUNNING", "-o", "%i %k"], capture_output=True,
+        listing = subprocess.run(["squeue", "-h", "-t", "RUNNING", "-o", "%i %Z %k"], capture_output=True,
                                  text=True).stdout
-        for job_id, job_comment in (line.split(maxsplit=1) for line in listing.splitlines() if " " in line):
-            if job_comment.strip() == comment:
+        for job_id, job_dir, job_comment in (line.split(maxsplit=2) for line in listing.splitlines()
+                                             if line.count(" ") >= 2):
+            if job_comment.strip() == comment and Path(job_dir) == workdir:
                 return job_id
         time.sleep(0.5)
     raise AssertionError(f"no running SLURM job '{comment}' after {timeout} s")
 
 
-def test_a_failing_job_fails_the_workflow_and_names_its_slurm_log(broken_runs):
-    failing = broken_runs["failing"]
+def test_a_failing_job_fails_the_workflow_and_names_its_slurm_log(workflows):
+    failing = workflows["failing"]
     assert failing["returncode"] != 0
     job_id = slurm_jobs(failing["output"])[("download", None, None)]
     assert f"SLURM-job '{job_id}' failed, SLURM status is: 'FAILED'" in failing["output"]
@@ -217,8 +253,8 @@ def test_a_failing_job_fails_the_workflow_and_names_its_slurm_log(broken_runs):
     assert not (failing["repo"] / "data" / "prepared").exists()
 
 
-def test_a_cancelled_job_fails_the_workflow_instead_of_hanging(broken_runs):
-    cancelled = broken_runs["cancelled"]
+def test_a_cancelled_job_fails_the_workflow_instead_of_hanging(workflows):
+    cancelled = workflows["cancelled"]
     assert cancelled["returncode"] != 0
     assert slurm_jobs(cancelled["output"]) == {("train", "scratch_adam", 0): cancelled["job_id"]}
     assert f"SLURM-job '{cancelled['job_id']}' failed, SLURM status is: 'CANCELLED'" in cancelled["output"]
