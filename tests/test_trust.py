@@ -231,10 +231,12 @@ def test_read_only_commands_change_no_file(work_repo, tmp_path):
     before = snapshot(work_repo)
     assert (work_repo / ".snakemake/metadata").is_dir()
     reports = [["snakemake", "--report", str(tmp_path / name)] for name in ("report.html", "report.zip")]
+    outputs = {}
     for command in [*READ_ONLY, *reports]:
-        run(work_repo, *command, check=False)
+        result = run(work_repo, *command, check=False)
+        outputs[" ".join(command)] = result.stdout + result.stderr
         assert snapshot(work_repo) == before, " ".join(command)
-    assert snakemake_dry_run_jobs(work_repo) == jobs(*LR_STAGES)
+    assert parse_snakemake_jobs(outputs["snakemake --cores 2 -n"])[0] == jobs(*LR_STAGES)
     assert_snakemake_report_holds_the_results(tmp_path / "report.zip", work_repo)
 
 
@@ -407,9 +409,10 @@ def test_random_walk_never_shows_stale_results_as_current(work_repo):
     history, checked = [], 0
     for _ in range(steps):
         history.append(walk_step(work_repo, rng))
-        stale = dvc_stale(work_repo)
+        if dvc_stale(work_repo):
+            continue  # DVC calls something stale: the invariant below is about both tools saying "current"
         dry = run(work_repo, "snakemake", "--cores", "2", "-n", check=False)
-        if not stale and dry.returncode == 0 and "Nothing to be done" in dry.stdout + dry.stderr:
+        if dry.returncode == 0 and "Nothing to be done" in dry.stdout + dry.stderr:
             assert records_are_honest(work_repo) == [], f"seed {seed}, after: {history}"
             checked += 1
     print(f"{steps} steps, {checked} of them ended with both tools up to date: {history}")
