@@ -22,6 +22,25 @@ FIXTURE_SHA256 = {
 }
 
 
+# The order the pytest-xdist workers take the test files in (`--dist loadfile --no-loadscope-reorder`,
+# pyproject.toml): the longest first, so that the many short files even out the end. The SLURM file leads: its
+# workflows mostly wait for the cluster's status queries, and start before the session build is done.
+LONGEST_FIRST = ("test_slurm.py", "test_trust.py", "test_pipeline.py", "test_orchestrators.py",
+                 "test_sweep_pipeline.py", "test_house.py", "test_report.py", "test_families.py")
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """The workers of `-n auto` (pyproject.toml): three when end-to-end tests run, since their tools often wait
+    (SLURM's status queries, held orchestrators) and a third worker fills those waits; two for the unit tests
+    alone, which never wait, where a third would only collect everything once more (tests/README.md)."""
+    return 2 if "not slow" in (config.option.markexpr or "") else 3
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep collection order
+
+
 @pytest.fixture
 def fixture_is_canonical(monkeypatch):
     """Pretend the 800-row fixture is canonical MNIST, so checks and fetchers run on real bytes."""
