@@ -145,7 +145,8 @@ def workflows(cluster, fresh_repo, tmp_path_factory, request):
     try:
         # The submitting Snakemake counts as running: `dvc repro` beside it is refused, naming it
         deadline = time.monotonic() + 60
-        while not claimed(remote, processes["cluster"].pid) and time.monotonic() < deadline:
+        while not claimed(remote, processes["cluster"].pid):  # never a dvc repro beside an unclaimed run
+            assert time.monotonic() < deadline, f"no claim of {remote}:\n{(base / 'cluster.log').read_text()}"
             time.sleep(0.2)
         results["cluster"]["dvc_repro_beside"] = run(remote, "dvc", "repro", check=False)
         # The session's build may still be running (the first test file that needs it builds it): the two
