@@ -177,16 +177,26 @@ def f1_figure(f1: pd.DataFrame, colours: dict[str, str]) -> str:
     return to_data_uri(figure)
 
 
+# Blank columns between two digits of the mistakes figure, in image pixels (a digit is 28).
+MISTAKE_GAP = 6
+
+
 def mistakes_figure(images: np.ndarray, captions: list[str]) -> str:
-    """A row of digits: images (k, 784) uint8 drawn as 28x28, each titled by its caption."""
-    columns = max(len(images), 1)
-    figure = Figure(figsize=(1.25 * columns, 1.65))
-    axes_list = np.atleast_1d(figure.subplots(1, columns))
-    for axes, image, caption in zip(axes_list, images, captions, strict=False):
-        axes.imshow(image.reshape(28, 28), cmap="gray_r", vmin=0, vmax=255)
-        axes.set_title(caption, fontsize=8)
-    for axes in axes_list:
-        axes.set_axis_off()
+    """A row of digits: images (k, 784) uint8 drawn as 28x28, each titled by its caption.
+
+    One axes holds the k digits side by side in one image (k axes cost a matplotlib axis pair each: three times
+    the time for the same picture)."""
+    count = max(len(images), 1)
+    stride = 28 + MISTAKE_GAP
+    row = np.zeros((28, count * stride - MISTAKE_GAP), np.uint8)  # 0 is white in gray_r
+    for index, image in enumerate(images):
+        row[:, index * stride:index * stride + 28] = image.reshape(28, 28)
+    figure = Figure(figsize=(1.0 * count, 1.45))
+    axes = figure.add_axes((0.0, 0.0, 1.0, 0.72))
+    axes.imshow(row, cmap="gray_r", vmin=0, vmax=255, interpolation="nearest")
+    for index, caption in enumerate(captions):
+        axes.text(index * stride + 13.5, -1.5, caption, ha="center", va="bottom", fontsize=8)
+    axes.set_axis_off()
     return to_data_uri(figure)
 
 
