@@ -20,8 +20,9 @@ WIDTH = 1280
 NO_CHROMIUM = "no chromium binary (Debian: apt-get install -y chromium)"
 
 
-def load_in_chromium(html: Path) -> dict[str, Any]:
-    """Open `html` in headless Chromium; return every requested URL, console errors, a full-page PNG, DOM facts."""
+def load_in_chromium(html: Path, screenshot: bool = True) -> dict[str, Any]:
+    """Open `html` in headless Chromium; return every requested URL, console errors, DOM facts and, with
+    `screenshot`, a full-page PNG (seconds for a long report: Chromium draws and encodes all of it)."""
     requests: list[str] = []
     errors: list[str] = []
     with sync_playwright() as playwright:
@@ -44,7 +45,7 @@ def load_in_chromium(html: Path) -> dict[str, Any]:
                 past_right_edge: Array.from(document.querySelectorAll('body *'))
                     .filter(e => e.getBoundingClientRect().right > window.innerWidth)
                     .map(e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : ''))})""")
-            png = page.screenshot(full_page=True)
+            png = page.screenshot(full_page=True) if screenshot else None
         finally:
             browser.close()
     return {"requests": requests, "errors": errors, "png": png, **facts}

@@ -251,7 +251,7 @@ def test_a_sweep_that_breaks_the_params_changes_nothing(tmp_path):
 def test_sweep_report_loads_in_headless_chromium_with_no_request(sweep64, tmp_path):
     if browser.CHROMIUM is None:
         pytest.skip(browser.NO_CHROMIUM)
-    page = browser.load_in_chromium(sweep64["layout"].report_html)
+    page = browser.load_in_chromium(sweep64["layout"].report_html, screenshot=False)
     own = sweep64["layout"].report_html.resolve().as_uri()
     assert own in page["requests"], "the page load itself should be seen, or the check proves nothing"
     assert [url for url in page["requests"] if url != own and not url.startswith("data:")] == []
