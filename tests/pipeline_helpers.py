@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import preloaded_tools
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +47,10 @@ def run(repo: Path, *command: str, check: bool = True) -> subprocess.CompletedPr
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "TQDM_DISABLE": "1", "DVC_NO_ANALYTICS": "1",
            "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
            "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.invalid"}
-    result = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    if preloaded_tools.wanted(command, env):
+        result = preloaded_tools.run(command, repo, env, timeout=600)
+    else:
+        result = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result

@@ -1,0 +1,155 @@
+"""`snakemake` and `dvc` for the end-to-end tests, started from a process that has imported them already.
+
+A `snakemake` command spends about 1.4 s of CPU importing Snakemake (and, through the SLURM plugin, pandas) before
+it reads the Snakefile, and a `dvc` command about 0.45 s importing DVC; the end-to-end tests run them about a
+hundred and fifty times. So `pipeline_helpers.run` hands these two tools to a server (this file run as a script):
+one process per test worker that imports both console scripts' entry points once, then forks a child for each
+command. The child is what the console script would be, minus the imports: its own PID, working directory,
+environment, arguments (`sys.argv[0]` the script's path), stdin from /dev/null, stdout and stderr into files that
+the caller reads as `subprocess.run(capture_output=True, text=True)` would, and the interpreter's ordinary exit
+(atexit handlers, flushed streams). The server has one thread, so the fork copies no lock held by another.
+
+Only a command whose script is this venv's runs here, and only with the environment the server started with (the
+import of tqdm reads TQDM_* variables, for instance); anything else, and every command while
+MNISTBENCH_TESTS_PRELOAD=0, runs as its own process. What differs from a process of its own: /proc/PID/cmdline
+names this script, so a tool that reads another process's command line there (psutil) sees the server's; the tests
+that check such a name start that tool with subprocess.Popen.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import locale
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+# Each tool's server imports its console script's entry point and these modules, which its commands import later on
+# (`python -X importtime` of `snakemake -n`, and of `dvc status`, `dvc repro` and `dvc checkout`): a child then
+# finds loaded what the command would load, and nothing it would not (a module's atexit handlers run at its exit).
+PRELOAD = {
+    "snakemake": ("snakemake.report", "smart_open"),
+    "dvc": ("configobj", "dulwich.ignore", "dulwich.worktree", "dvc.cli.parser", "dvc.config", "dvc.dirs", "dvc.lock",
+            "dvc.repo", "dvc.repo.index", "dvc.repo.plots", "dvc.repo.stage", "dvc.rwlock", "dvc.scm",
+            "dvc.ui.pager", "dvc.utils.table", "dvc_data.fs", "dvc_data.index.checkout", "networkx", "pygit2",
+            "pyparsing", "rich.console", "rich.text", "ruamel.yaml", "scmrepo.fs"),
+}
+TOOLS = tuple(PRELOAD)
+IMPORT_TIME_CWD = (("snakemake.workflow", "Workflow", "_rundir"),)
+BIN = Path(sys.executable).parent
+
+
+def wanted(command: tuple[str, ...], env: dict[str, str]) -> bool:
+    """Whether `command` can run in a preloaded server: one of TOOLS, found as this venv's script on env's PATH."""
+    if not command or command[0] not in TOOLS or os.environ.get("MNISTBENCH_TESTS_PRELOAD") == "0":
+        return False
+    found = shutil.which(command[0], path=env.get("PATH"))
+    return found is not None and Path(found) == BIN / command[0]
+
+
+class Server:
+    """The client side: a server process for one tool and one environment, one command at a time."""
+
+    def __init__(self, tool: str, env: dict[str, str]) -> None:
+        self.env = env
+        self.process = subprocess.Popen([sys.executable, __file__, tool], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, env=env, text=True)
+        self.lock = threading.Lock()
+
+    def run(self, command: tuple[str, ...], cwd: Path, timeout: float) -> subprocess.CompletedProcess:
+        """`subprocess.run(command, cwd=cwd, env=self.env, capture_output=True, text=True, timeout=timeout)`."""
+        with self.lock, tempfile.TemporaryDirectory(prefix="preloaded-") as folder:
+            out, err = Path(folder) / "stdout", Path(folder) / "stderr"
+            request = {"argv": [str(BIN / command[0]), *command[1:]], "cwd": str(Path(cwd).resolve()),
+                       "env": self.env, "stdout": str(out), "stderr": str(err), "timeout": timeout}
+            self.process.stdin.write(json.dumps(request) + "\n")
+            self.process.stdin.flush()
+            line = self.process.stdout.readline()
+            if not line:
+                raise RuntimeError(f"the preloaded-tools server stopped (exit {self.process.wait()})")
+            reply = json.loads(line)
+            encoding = locale.getpreferredencoding(False)
+            stdout, stderr = (path.read_text(encoding=encoding) if path.exists() else "" for path in (out, err))
+        if reply["timed_out"]:
+            raise subprocess.TimeoutExpired(list(command), timeout, stdout, stderr)
+        return subprocess.CompletedProcess(list(command), reply["returncode"], stdout, stderr)
+
+
+_servers: dict[tuple, Server] = {}
+
+
+def run(command: tuple[str, ...], cwd: Path, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+    """Run a command for which wanted() holds, in this process's server for its tool and `env` (started on first
+    use)."""
+    key = (command[0], *sorted(env.items()))
+    if key not in _servers:
+        _servers[key] = Server(command[0], dict(env))
+    return _servers[key].run(command, cwd, timeout)
+
+
+# --- the server -------------------------------------------------------------------------------------------------
+
+
+def serve(tool: str) -> None:
+    from importlib.metadata import entry_points
+
+    sys.path[0] = str(BIN)  # as for the console script, whose folder heads sys.path, not tests/
+    main = next(iter(entry_points(group="console_scripts", name=tool))).load()
+    for module in PRELOAD[tool]:
+        importlib.import_module(module)
+    requests, replies = os.fdopen(os.dup(0), "r"), os.fdopen(os.dup(1), "w")
+    quiet = os.open(os.devnull, os.O_RDWR)
+    os.dup2(quiet, 0)
+    os.dup2(quiet, 1)
+    os.close(quiet)
+    for line in requests:
+        request = json.loads(line)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            requests.close()
+            replies.close()
+            become(request, main)
+        replies.write(json.dumps(wait_for(pid, request["timeout"])) + "\n")
+        replies.flush()
+
+
+def become(request: dict, main) -> None:
+    """In the forked child: take the command's place and run its console script's entry point; never returns."""
+    for fd, path, flags in ((0, os.devnull, os.O_RDONLY), (1, request["stdout"], os.O_WRONLY | os.O_CREAT),
+                            (2, request["stderr"], os.O_WRONLY | os.O_CREAT)):
+        opened = os.open(path, flags, 0o644)
+        os.dup2(opened, fd)
+        os.close(opened)
+    os.chdir(request["cwd"])
+    for module, owner, name in IMPORT_TIME_CWD:
+        if module in sys.modules:
+            setattr(getattr(sys.modules[module], owner), name, str(Path.cwd().absolute()))
+    os.environ.clear()
+    os.environ.update(request["env"])
+    sys.argv = request["argv"]
+    raise SystemExit(main())  # up through serve(): the interpreter then exits as the script's would
+
+
+def wait_for(pid: int, timeout: float) -> dict:
+    """The child's exit code as subprocess gives it (-N for signal N); killed after `timeout` seconds, as
+    subprocess.run kills the child it started."""
+    handle = os.pidfd_open(pid)
+    ready, _, _ = select.select([handle], [], [], timeout)
+    os.close(handle)
+    if not ready:
+        os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    return {"returncode": os.waitstatus_to_exitcode(status), "timed_out": not ready}
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])
