@@ -20,7 +20,7 @@ from synthetic_report import write_params, write_results
 from mnistbench import cli
 from mnistbench.errors import MnistbenchError
 from mnistbench.params import load_params
-from mnistbench.report import article, formatting, provenance_view
+from mnistbench.report import aggregate, article, formatting, provenance_view
 from mnistbench.report.context import SUMMARY_TABLE_COLUMNS, lookup
 from mnistbench.report.render import run_report
 
@@ -111,6 +111,28 @@ def test_comparisons_are_seedwise_accuracy_differences(built):
             [a["test_accuracy"] for a, b in zip(a_runs, b_runs, strict=True) if a["status"] == b["status"] == "ok"],
             [b["test_accuracy"] for a, b in zip(a_runs, b_runs, strict=True) if a["status"] == b["status"] == "ok"],
         ).pvalue)
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 30])
+def test_t_intervals_and_p_values_are_those_of_scipy_stats(n):
+    """aggregate takes t from scipy.special to spare the report job scipy.stats' import: the same numbers."""
+    rng = np.random.default_rng(n)
+    for center in (-0.02, 0.0, 0.004, 0.97):
+        values = center + rng.normal(0, 0.003, n)
+        expected = stats.t.interval(0.95, n - 1, loc=np.mean(values), scale=stats.sem(values))
+        assert aggregate.t_interval(values) == [float(bound) for bound in expected]  # bit for bit
+        assert aggregate.two_sided_p_value(values) == pytest.approx(stats.ttest_1samp(values, 0.0).pvalue,
+                                                                    rel=1e-13, abs=0)
+    assert aggregate.t_interval(np.full(n, 0.5)) == [0.5, 0.5]
+
+
+def test_the_report_job_imports_no_scipy_stats(tmp_path):
+    import subprocess
+    import sys
+
+    script = "import sys, mnistbench.report.render; print('scipy.stats' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                          cwd=tmp_path).stdout.strip() == "False"
 
 
 def test_html_summary_numbers_equal_metrics_json(built):
