@@ -26,7 +26,9 @@ FIXTURE_SHA256 = {
 # pyproject.toml): the longest first, so that the many short files even out the end. The SLURM file leads: its
 # workflows mostly wait for the cluster's status queries, and start before the session build is done.
 LONGEST_FIRST = ("test_slurm.py", "test_trust.py", "test_pipeline.py", "test_orchestrators.py",
-                 "test_sweep_pipeline.py", "test_house.py", "test_report.py", "test_families.py")
+                 "test_preloaded_tools.py", "test_sweep_pipeline.py", "test_house.py", "test_report.py",
+                 "test_families.py", "test_optimizers_vs_torch.py", "test_report_browser.py",
+                 "test_report_optimizers.py", "test_dvc_record.py", "test_backend_torch.py")
 
 
 def pytest_xdist_auto_num_workers(config) -> int:
