@@ -10,7 +10,8 @@ the caller reads as `subprocess.run(capture_output=True, text=True)` would, and 
 (atexit handlers, flushed streams). The server has one thread, so the fork copies no lock held by another.
 
 Only a command whose script is this venv's runs here, and only with the environment the server started with (the
-import of tqdm reads TQDM_* variables, for instance); anything else, and every command while
+import of tqdm reads TQDM_* variables, for instance), but for PYTEST_CURRENT_TEST, which pytest sets anew for each
+test and no tool reads at import; anything else, and every command while
 MNISTBENCH_TESTS_PRELOAD=0, runs as its own process. What differs from a process of its own: /proc/PID/cmdline
 names this script, so a tool that reads another process's command line there (psutil) sees the server's; the tests
 that check such a name start that tool with subprocess.Popen.
@@ -63,12 +64,13 @@ class Server:
                                         stdout=subprocess.PIPE, env=env, text=True)
         self.lock = threading.Lock()
 
-    def run(self, command: tuple[str, ...], cwd: Path, timeout: float) -> subprocess.CompletedProcess:
-        """`subprocess.run(command, cwd=cwd, env=self.env, capture_output=True, text=True, timeout=timeout)`."""
+    def run(self, command: tuple[str, ...], cwd: Path, env: dict[str, str], timeout: float
+            ) -> subprocess.CompletedProcess:
+        """`subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)`."""
         with self.lock, tempfile.TemporaryDirectory(prefix="preloaded-") as folder:
             out, err = Path(folder) / "stdout", Path(folder) / "stderr"
             request = {"argv": [str(BIN / command[0]), *command[1:]], "cwd": str(Path(cwd).resolve()),
-                       "env": self.env, "stdout": str(out), "stderr": str(err), "timeout": timeout}
+                       "env": env, "stdout": str(out), "stderr": str(err), "timeout": timeout}
             self.process.stdin.write(json.dumps(request) + "\n")
             self.process.stdin.flush()
             line = self.process.stdout.readline()
@@ -83,15 +85,18 @@ class Server:
 
 
 _servers: dict[tuple, Server] = {}
+# Set anew by pytest for every test, and read by no tool when it is imported: a server serves every test.
+PER_TEST = ("PYTEST_CURRENT_TEST",)
 
 
 def run(command: tuple[str, ...], cwd: Path, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
     """Run a command for which wanted() holds, in this process's server for its tool and `env` (started on first
-    use)."""
-    key = (command[0], *sorted(env.items()))
+    use); the child gets `env` whole."""
+    imported_with = {name: value for name, value in env.items() if name not in PER_TEST}
+    key = (command[0], *sorted(imported_with.items()))
     if key not in _servers:
-        _servers[key] = Server(command[0], dict(env))
-    return _servers[key].run(command, cwd, timeout)
+        _servers[key] = Server(command[0], imported_with)
+    return _servers[key].run(command, cwd, env, timeout)
 
 
 # --- the server -------------------------------------------------------------------------------------------------
@@ -120,6 +125,7 @@ def serve(tool: str) -> None:
             become(request, main)
         replies.write(json.dumps(wait_for(pid, request["timeout"])) + "\n")
         replies.flush()
+    os._exit(0)  # the test process has gone: nothing of the server's to clean up
 
 
 def become(request: dict, main) -> None:
