@@ -2,9 +2,9 @@
 
 A `snakemake` command spends about 1.4 s of CPU importing Snakemake (and, through the SLURM plugin, pandas) before
 it reads the Snakefile, and a `dvc` command about 0.45 s importing DVC; the end-to-end tests run them about a
-hundred and fifty times. So `pipeline_helpers.run` hands these two tools to a server (this file run as a script):
-one process per test worker that imports both console scripts' entry points once, then forks a child for each
-command. The child is what the console script would be, minus the imports: its own PID, working directory,
+hundred and fifty times. So `pipeline_helpers.run` hands these two tools to servers (this file run as a script):
+one process per tool and test worker that imports the tool's console-script entry point once, then forks a child
+for each command. The child is what the console script would be, minus the imports: its own PID, working directory,
 environment, arguments (`sys.argv[0]` the script's path), stdin from /dev/null, stdout and stderr into files that
 the caller reads as `subprocess.run(capture_output=True, text=True)` would, and the interpreter's ordinary exit
 (atexit handlers, flushed streams). The server has one thread, so the fork copies no lock held by another.
@@ -43,6 +43,8 @@ PRELOAD = {
             "pyparsing", "rich.console", "rich.text", "ruamel.yaml", "scmrepo.fs"),
 }
 TOOLS = tuple(PRELOAD)
+# Values a module computes from the working directory when it is imported: recomputed in each child, which works in
+# another directory than the server's (Snakemake prints this one as "Run directory").
 IMPORT_TIME_CWD = (("snakemake.workflow", "Workflow", "_rundir"),)
 BIN = Path(sys.executable).parent
 
@@ -59,7 +61,6 @@ class Server:
     """The client side: a server process for one tool and one environment, one command at a time."""
 
     def __init__(self, tool: str, env: dict[str, str]) -> None:
-        self.env = env
         self.process = subprocess.Popen([sys.executable, __file__, tool], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, env=env, text=True)
         self.lock = threading.Lock()
