@@ -131,6 +131,10 @@ def test_a_failing_job_under_keep_going_records_only_the_jobs_that_finished(work
     assert snakemake_dry_run_jobs(work_repo) == jobs(*failed)
 
 
+def default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("how", ["ctrl_c", "sigterm"])
 def test_an_interrupted_run_leaves_unfinished_stages_stale(work_repo, how):
     def change(params):
@@ -145,8 +149,11 @@ def test_an_interrupted_run_leaves_unfinished_stages_stale(work_repo, how):
     for log in long_jobs:
         log.unlink()
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "TQDM_DISABLE": "1"}
+    # As a terminal's foreground job, SIGINT at its default: under a shell without job control (`cmd &` in a
+    # script), pytest and so every process it starts would inherit SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt.
     job = subprocess.Popen(["snakemake", "--cores", "2"], cwd=work_repo, env=env, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, start_new_session=True)
+                           stderr=subprocess.DEVNULL, start_new_session=True, preexec_fn=default_sigint)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and not all(log.exists() for log in long_jobs):
         time.sleep(0.5)
