@@ -13,18 +13,19 @@ from pipeline_helpers import copy_repo, run
 
 pytestmark = pytest.mark.slow
 
-# Snakemake's header names the moment and a fresh workflow id, and its "reason:" lines list sets, in the order of
-# the process's string hashes: two runs of one command differ by these, each in a process of its own too.
+# Snakemake's header names the moment and a fresh workflow id, and the order of its jobs and of the sets its lines
+# list follows the process's string hashes: two runs of one command differ by these, each in a process of its own
+# too. So outputs are compared as the multisets of their lines, each line's list sorted.
 MOMENT = re.compile(r"^(  Date: |  Workflow ID: |\[\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}\]$).*$", re.MULTILINE)
 
 
 def normalized(output: str) -> list[str]:
-    """The output without its moments, each line's comma-separated list sorted."""
+    """The output's lines, sorted, without its moments, each line's comma-separated list sorted."""
     lines = []
     for line in MOMENT.sub("", output).splitlines():
         head, colon, listing = line.rpartition(": ")
         lines.append(f"{head}{colon}{', '.join(sorted(listing.split(', ')))}")
-    return lines
+    return sorted(lines)
 
 COMMANDS = [
     ("snakemake", "--cores", "2", "-n"),
