@@ -126,15 +126,6 @@ def test_t_intervals_and_p_values_are_those_of_scipy_stats(n):
     assert aggregate.t_interval(np.full(n, 0.5)) == [0.5, 0.5]
 
 
-def test_the_report_job_imports_no_scipy_stats(tmp_path):
-    import subprocess
-    import sys
-
-    script = "import sys, mnistbench.report.render; print('scipy.stats' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
-                          cwd=tmp_path).stdout.strip() == "False"
-
-
 def test_html_summary_numbers_equal_metrics_json(built):
     collector = CellCollector()
     collector.feed(built["html"])
