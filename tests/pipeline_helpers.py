@@ -10,14 +10,13 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import preloaded_tools
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+BIN = preloaded_tools.BIN  # this venv's scripts
 
 # The small pipeline of the end-to-end tests: the 800-row fixture, 2 seeds, 2 epochs, a 16-unit network.
 SMALL_PARAMS = {

@@ -9,7 +9,7 @@ import subprocess
 
 import preloaded_tools
 import pytest
-from pipeline_helpers import copy_repo, run
+from pipeline_helpers import BIN, copy_repo, run
 
 pytestmark = pytest.mark.slow
 
@@ -46,6 +46,10 @@ def edited_repo(built_repo, tmp_path):
     return repo
 
 
+def venv_first_on_path() -> dict[str, str]:
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+
+
 def run_both(repo, command, monkeypatch):
     monkeypatch.setenv("MNISTBENCH_TESTS_PRELOAD", "0")
     own = run(repo, *command, check=False)
@@ -71,13 +75,13 @@ def test_snakemake_names_the_command_s_directory_as_its_run_directory(edited_rep
 
 def test_a_command_past_its_timeout_is_killed(tmp_path):
     (tmp_path / "Snakefile").write_text('rule wait:\n    shell: "sleep 30"\n')
-    env = {**os.environ, "PATH": f"{preloaded_tools.BIN}{os.pathsep}{os.environ['PATH']}"}
+    env = venv_first_on_path()
     with pytest.raises(subprocess.TimeoutExpired):
         preloaded_tools.run(("snakemake", "--cores", "1"), tmp_path, env, timeout=3)
 
 
 def test_only_this_venv_s_snakemake_and_dvc_are_preloaded(monkeypatch):
-    env = {**os.environ, "PATH": f"{preloaded_tools.BIN}{os.pathsep}{os.environ['PATH']}"}
+    env = venv_first_on_path()
     assert preloaded_tools.wanted(("snakemake", "-n"), env) and preloaded_tools.wanted(("dvc", "status"), env)
     assert not preloaded_tools.wanted(("git", "status"), env)
     assert not preloaded_tools.wanted(("snakemake", "-n"), {**env, "PATH": "/usr/bin"})
