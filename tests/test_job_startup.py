@@ -1,4 +1,5 @@
-"""A job's start-up: a scratch job imports neither torch nor SciPy nor scikit-learn, and the records keep every field.
+"""A job's start-up: a scratch job (and a prepare job of the official split) imports neither torch nor SciPy nor
+scikit-learn, and the records keep every field.
 
 The jobs run in a fresh interpreter on the 800-row fixture, as Snakemake and DVC run them, so that `sys.modules` shows
 what a job really imported (this test process has imported torch long ago).
@@ -7,6 +8,7 @@ what a job really imported (this test process has imported torch long ago).
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -78,6 +80,12 @@ def test_a_scratch_train_and_evaluate_job_imports_no_torch_scipy_or_sklearn(scra
 def test_an_evaluate_job_of_a_fused_optimizer_loads_no_numba(prepared, scratch_job):
     """Evaluation never steps an optimizer: scratch_adam's fused kernel (numba, ~0.4 s) is for its train job only."""
     assert run_jobs(prepared, ["evaluate", "--model", "scratch_adam", "--seed", "0"], heavy=("numba", "scipy")) == []
+
+
+def test_a_prepare_job_with_the_official_split_imports_no_sklearn(prepared, tmp_path):
+    """scikit-learn (about a second of imports, with scipy.stats) splits only `split: shuffle` data."""
+    workdir = shutil.copytree(prepared, tmp_path / "again")  # the clocks' order in `prepared` stays the pipeline's
+    assert run_jobs(workdir, ["prepare"]) == []
 
 
 def test_the_training_record_keeps_every_field(scratch_job):

@@ -13,7 +13,6 @@ import logging
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from mnistbench.data import checksums
 from mnistbench.data.checksums import array_sha256
@@ -33,6 +32,8 @@ def split_pools(n_rows: int, train_rows: int, data: DataParams) -> tuple[np.ndar
     rows = np.arange(n_rows, dtype=np.int64)
     if data.split == "official":
         return rows[:train_rows], rows[train_rows:]
+    from sklearn.model_selection import train_test_split  # about a second of imports, for this split only
+
     train_pool, test_pool = train_test_split(rows, test_size=data.test_fraction, random_state=data.split_seed)
     return train_pool, test_pool
 
