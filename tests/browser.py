@@ -39,6 +39,8 @@ def load_in_chromium(html: Path, screenshot: bool = True) -> dict[str, Any]:
                 headings: Array.from(document.querySelectorAll('h2')).map(h => h.textContent),
                 images: document.images.length,
                 broken: Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).length,
+                confusion_rows: Array.from(document.querySelectorAll('.confusion table'))
+                    .map(t => t.querySelectorAll('tr').length),
                 height: document.documentElement.scrollHeight,
                 scroll_width: document.documentElement.scrollWidth,
                 inner_width: window.innerWidth,

@@ -166,7 +166,7 @@ def test_sweep_report_has_the_sensitivity_figure_a_collapsed_pairwise_table_and_
     assert "<details" in html and "<details id=\"difference-details\" open" not in html
     rows = re.search(r'<table id="models-table"[^>]*>(.*?)</table>', html, flags=re.DOTALL).group(1)
     assert rows.count("<tr") == 1 + 64
-    assert html.count('alt="confusion matrix of') == 4 and html.count('alt="worst mistakes of') == 4
+    assert html.count('aria-label="confusion matrix of') == 4 and html.count('alt="worst mistakes of') == 4
     assert "<script" not in html.lower()
 
 

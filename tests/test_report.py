@@ -166,10 +166,30 @@ def test_html_references_no_external_url(built):
 
 def test_every_embedded_image_decodes_as_png(built):
     uris = re.findall(r'src="data:image/png;base64,([^"]+)"', built["html"])
-    assert len(uris) >= 3 + 2 * len(built["params"].models)
+    assert len(uris) >= 3 + len(built["params"].models)  # accuracy, curves, F1; worst mistakes per model
     for encoded in uris:
         image = matplotlib.image.imread(io.BytesIO(base64.b64decode(encoded, validate=True)), format="png")
         assert image.ndim == 3 and image.shape[0] > 20 and image.shape[1] > 20
+
+
+def confusion_tables_in(html: str, model: str) -> list[list[list[str]]]:
+    """The cell texts of `model`'s two confusion tables (counts, % of each true digit): 10 rows of 10 each."""
+    group = re.search(rf'<div class="confusion" role="group" aria-label="confusion matrix of {model}">(.*?)</div>',
+                      html, flags=re.DOTALL).group(1)
+    return [[re.findall(r"<td[^>]*>([^<]*)</td>", row) for row in re.findall(r"<tr><th>\d</th>(.*?)</tr>", table)]
+            for table in re.findall(r"<table.*?</table>", group, flags=re.DOTALL)]
+
+
+def test_confusion_tables_show_the_eval_records_summed_over_ok_seeds(built):
+    params, layout = built["params"], built["layout"]
+    for model, records in eval_records(layout, params).items():
+        ok = [record["confusion_matrix"] for record in records if record["status"] == "ok"]
+        summed = np.sum(ok, axis=0)
+        counts, shares = confusion_tables_in(built["html"], model)
+        assert counts == [[str(value) if value else "" for value in row] for row in summed.tolist()]
+        recall = summed / summed.sum(axis=1, keepdims=True)
+        assert [[float(text) if text else 0.0 for text in row] for row in shares] == pytest.approx(
+            100 * recall, abs=0.5)
 
 
 def test_every_section_is_present_in_order(built):

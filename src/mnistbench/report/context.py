@@ -193,13 +193,13 @@ def verdict_sentence(pair: dict[str, Any], a: str, b: str) -> str:
 
 
 def confusion_section(inputs: ReportInputs, colours: dict[str, str]) -> dict[str, Any]:
-    """Section 5: a confusion figure per model with an ok run, and the per-class F1 figure."""
+    """Section 5: per model with an ok run, its summed confusion matrix as two heatmap tables (counts, % of each true
+    digit), and the per-class F1 figure."""
     matrices = []
     for model in colours:
         matrix = aggregate.summed_confusion(inputs, model)
         if matrix is not None:
-            matrices.append({"model": model, "total": int(matrix.sum()),
-                             "image": figures.confusion_figure(matrix, model)})
+            matrices.append({"model": model, "total": int(matrix.sum()), "tables": figures.confusion_tables(matrix)})
     f1 = aggregate.per_class_f1(inputs)
     f1 = f1[[model for model in f1.columns if model in colours]]
     return {"matrices": matrices, "f1_image": figures.f1_figure(f1, colours) if not f1.empty else None}

@@ -35,10 +35,11 @@ def loss(value: float | None) -> str:
 
 
 def seconds(value: float | None) -> str:
-    """3 significant digits below 100 s, whole seconds above: "0.0123 s", "12.3 s", "1234 s"."""
+    """3 significant digits below 100 s, whole seconds above: "0.0123 s", "12.3 s", "1234 s", the unit joined to the
+    number by a no-break space (a narrow table wraps between values, never inside one)."""
     if _missing(value):
         return MISSING
-    return f"{value:.0f} s" if value >= 100 else f"{value:.3g} s"
+    return f"{value:.0f}\u00a0s" if value >= 100 else f"{value:.3g}\u00a0s"
 
 
 def rate(value: float | None) -> str:
