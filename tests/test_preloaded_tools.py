@@ -67,6 +67,17 @@ def test_a_preloaded_command_exits_and_prints_as_its_own_process(edited_repo, co
     assert own.stdout + own.stderr, "the command printed nothing: the comparison proves little"
 
 
+def test_snakemake_s_dvc_verdict_fails_as_in_a_process_of_its_own(edited_repo, monkeypatch):
+    """The verdict (`python -m mnistbench.dvc_record --status`) runs in a fork of the preloaded Snakemake: when DVC
+    fails there, Snakemake stops with the same message and exit code as when it ran as a process of its own."""
+    (edited_repo / ".dvc" / "config.local").write_text("[core]\n    no_such_option = 1\n")
+    own, preloaded = run_both(edited_repo, ("snakemake", "--cores", "2", "-n"), monkeypatch)
+    assert own.returncode != 0 and "no_such_option" in own.stdout + own.stderr
+    assert preloaded.returncode == own.returncode
+    assert normalized(preloaded.stdout) == normalized(own.stdout)
+    assert normalized(preloaded.stderr) == normalized(own.stderr)
+
+
 def test_snakemake_names_the_command_s_directory_as_its_run_directory(edited_repo, monkeypatch):
     """Snakemake reads the working directory when it is imported; the server imported it elsewhere."""
     _, preloaded = run_both(edited_repo, ("snakemake", "--cores", "2", "-n"), monkeypatch)
