@@ -53,6 +53,9 @@ TOOLS = tuple(PRELOAD)
 # run instead in a fork of the child, as MODULE.main() (what the module's `__main__` block runs), with what the server
 # preloaded: Snakemake asks DVC's verdict at each start and records the jobs that ran in dvc.lock at its end
 # (mnistbench.stages, through mnistbench.dvc_record), each time a Python process that spends ~0.45 s importing DVC.
+# So the Snakemake server also preloads DVC, for those forks: the one set of modules a `snakemake` child finds loaded
+# that its own process would not load. Their one atexit handler, colorama's reset_all, writes only to a terminal, and a
+# child's stdout is a file.
 NESTED = {"snakemake": ("mnistbench.dvc_record",)}
 PRELOAD["snakemake"] += (*NESTED["snakemake"], *PRELOAD["dvc"], "dvc.dependency.param")
 # Values a module computes from the working directory when it is imported: recomputed in each child, which works in
