@@ -59,6 +59,18 @@ def test_idle_is_the_wall_time_in_which_no_job_ran(inputs):
     assert pipeline_account(inputs, REPORT_STARTED, NOW)["idle"] == pytest.approx(3.0)
 
 
+def test_the_busy_ratio_leaves_out_the_time_no_job_ran(inputs):
+    """As after a partial rerun: download and prepare an hour before the rest."""
+    account = pipeline_account(inputs, REPORT_STARTED, NOW)
+    assert account["busy_ratio"] == pytest.approx((58 - 3) / 45.5)
+    (inputs.layout.logs_dir / "download.job.json").write_text(json.dumps(clock((DOWNLOAD[0] - 3600, 5.0))))
+    (inputs.layout.logs_dir / "prepare.job.json").write_text(json.dumps(clock((PREPARE[0] - 3600, 3.0))))
+    rerun = pipeline_account(inputs, REPORT_STARTED, NOW)
+    assert rerun["ratio"] == pytest.approx((NOW - DOWNLOAD[0] + 3600) / 45.5)
+    # Busy: the hour-old 5 + 3 s, and 1010..1058 but for 1052..1053
+    assert rerun["busy_ratio"] == pytest.approx((8 + 47) / 45.5)
+
+
 def test_the_cores_used_never_exceed_the_machines(inputs):
     for run in inputs.runs:
         run.train["provenance"]["cpu_count"] = 1

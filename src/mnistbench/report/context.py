@@ -285,7 +285,8 @@ def pipeline_account(inputs: ReportInputs, report_started: float, now: float) ->
     - floor: download + prepare + report, each its own time, + the training loops' seconds / cores: what no
       scheduler could beat on those cores, even with free start-up and evaluation;
     - ratio: wall / floor (1 = at the floor); idle: wall time in which no job ran (a run restored from DVC's cache
-      or made of several invocations shows its gaps there).
+      or made of several invocations shows its gaps there); busy_ratio: (wall - idle) / floor, the ratio of such a
+      run without its gaps.
 
     report_started, now: Unix times. Returns {"missing": [...]} naming the clocks that are absent (records written
     before job clocks existed, or logs/ deleted) instead of numbers.
@@ -304,9 +305,10 @@ def pipeline_account(inputs: ReportInputs, report_started: float, now: float) ->
     training = sum(run.train.get("wall_seconds") or 0.0 for run in inputs.runs)
     floor = serial + training / cores
     wall = now - min(start for start, _ in intervals)
+    idle = wall - _covered(intervals)
     return {"missing": [], "wall": wall, "work": sum(end - start for start, end in intervals), "cores": cores,
             "machine_cores": machine_cores, "serial": serial, "training": training, "floor": floor,
-            "ratio": wall / floor, "idle": wall - _covered(intervals), "jobs": len(intervals)}
+            "ratio": wall / floor, "idle": idle, "busy_ratio": (wall - idle) / floor, "jobs": len(intervals)}
 
 
 def _job_clock(path) -> dict[str, float] | None:
