@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mnistbench.backends.fpenv import DENORMALS, denormals_flushed
 from mnistbench.errors import MnistbenchError, one_of
 from mnistbench.params import RunParams
 from mnistbench.scratch.network import count_layers
@@ -212,8 +213,9 @@ class TorchBackend:
         self.network.train()
         order = torch.from_numpy(np.concatenate(batches).astype(np.int64, copy=False)).to(self.device)
         losses = torch.empty(len(batches), dtype=torch.float64, device=self.device)
-        for step, rows in enumerate(torch.split(order, [len(batch) for batch in batches])):
-            losses[step] = self.step(rows).detach()
+        with denormals_flushed():  # as the scratch backend trains (backends/fpenv.py)
+            for step, rows in enumerate(torch.split(order, [len(batch) for batch in batches])):
+                losses[step] = self.step(rows).detach()
         host_losses = losses.cpu().numpy()
         synchronize(self.device)
         return losses_until_nonfinite(host_losses)
@@ -263,6 +265,7 @@ class TorchBackend:
             "threads": torch.get_num_threads(),
             "dtype": str(self.dtype).removeprefix("torch."),
             "deterministic": torch.are_deterministic_algorithms_enabled(),
+            "denormals": DENORMALS if self.device.type == "cpu" else "as the device computes",
             "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
             "float32_matmul_precision": torch.get_float32_matmul_precision(),
             "optimizer": type(self.optimizer).__name__ if self.optimizer else None,  # None: evaluation only
