@@ -37,6 +37,8 @@ def state():
             "matmul_precision": torch.get_float32_matmul_precision(),
         },
         "numpy_errors": numpy.geterr(),
+        # MXCSR's flush-to-zero, which the backends set while they train (backends/fpenv.py), never at import
+        "gradual_underflow": bool(numpy.float32(1e-39) * numpy.float32(2.0) != 0),
     }
 
 before = state()
@@ -58,7 +60,8 @@ def test_importing_every_module_changes_no_process_wide_setting():
     state = imported_state()
     assert {"mnistbench.backends.torch", "mnistbench.io", "mnistbench.cli", "mnistbench.report.render"} <= set(
         state["modules"])
-    for aspect in ("umask", "environ", "signals", "torch", "numpy_errors"):
+    assert state["before"]["gradual_underflow"]
+    for aspect in ("umask", "environ", "signals", "torch", "numpy_errors", "gradual_underflow"):
         assert state["after"][aspect] == state["before"][aspect], aspect
 
 
