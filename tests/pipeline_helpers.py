@@ -42,10 +42,15 @@ ALL_JOBS = (
 )
 
 
+def venv_env(**extra: str) -> dict[str, str]:
+    """This process's environment with this venv's scripts first on PATH, and `extra` on top."""
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **extra}
+
+
 def run(repo: Path, *command: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "TQDM_DISABLE": "1", "DVC_NO_ANALYTICS": "1",
-           "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
-           "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.invalid"}
+    env = venv_env(TQDM_DISABLE="1", DVC_NO_ANALYTICS="1", GIT_AUTHOR_NAME="test",
+                   GIT_AUTHOR_EMAIL="test@example.invalid", GIT_COMMITTER_NAME="test",
+                   GIT_COMMITTER_EMAIL="test@example.invalid")
     if preloaded_tools.wanted(command, env):
         result = preloaded_tools.run(command, repo, env, timeout=600)
     else:

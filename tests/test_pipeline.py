@@ -7,7 +7,6 @@ tests/fixtures/mnist_small.npz and tiny sizes. One full Snakemake run per sessio
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import signal
@@ -19,7 +18,6 @@ import pytest
 import yaml
 from pipeline_helpers import (
     ALL_JOBS,
-    BIN,
     SMALL_PARAMS,
     copy_repo,
     dvc_repro_ran,
@@ -27,6 +25,7 @@ from pipeline_helpers import (
     parse_snakemake_jobs,
     run,
     snakemake_dry_run_jobs,
+    venv_env,
     write_params,
 )
 
@@ -148,7 +147,7 @@ def test_interrupted_training_leaves_nothing_and_a_rerun_completes(work_repo):
     write_params(work_repo, params)
     weights = work_repo / "data" / "models" / "scratch_adam" / "seed0.npz"
     weights.unlink()
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    env = venv_env()
     job = subprocess.Popen(["mnistbench", "--quiet", "train", "--model", "scratch_adam", "--seed", "0"],
                            cwd=work_repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(4)

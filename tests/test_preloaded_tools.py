@@ -3,13 +3,12 @@ gives: the same exit code and the same output, in the command's directory, kille
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 
 import preloaded_tools
 import pytest
-from pipeline_helpers import BIN, copy_repo, run
+from pipeline_helpers import copy_repo, run, venv_env
 
 pytestmark = pytest.mark.slow
 
@@ -44,10 +43,6 @@ def edited_repo(built_repo, tmp_path):
     params = (repo / "params.yaml").read_text()
     (repo / "params.yaml").write_text(params.replace("lr: 0.1\n", "lr: 0.05\n", 1))
     return repo
-
-
-def venv_first_on_path() -> dict[str, str]:
-    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
 
 
 def run_both(repo, command, monkeypatch):
@@ -86,13 +81,13 @@ def test_snakemake_names_the_command_s_directory_as_its_run_directory(edited_rep
 
 def test_a_command_past_its_timeout_is_killed(tmp_path):
     (tmp_path / "Snakefile").write_text('rule wait:\n    shell: "sleep 30"\n')
-    env = venv_first_on_path()
+    env = venv_env()
     with pytest.raises(subprocess.TimeoutExpired):
         preloaded_tools.run(("snakemake", "--cores", "1"), tmp_path, env, timeout=3)
 
 
 def test_only_this_venv_s_snakemake_and_dvc_are_preloaded(monkeypatch):
-    env = venv_first_on_path()
+    env = venv_env()
     assert preloaded_tools.wanted(("snakemake", "-n"), env) and preloaded_tools.wanted(("dvc", "status"), env)
     assert not preloaded_tools.wanted(("git", "status"), env)
     assert not preloaded_tools.wanted(("snakemake", "-n"), {**env, "PATH": "/usr/bin"})

@@ -22,12 +22,12 @@ import pytest
 import yaml
 from pipeline_helpers import (
     ALL_JOBS,
-    BIN,
     REPO_ROOT,
     SMALL_PARAMS,
     copy_repo,
     run,
     snakemake_dry_run_jobs,
+    venv_env,
     write_params,
 )
 from test_orchestrators import WHAT_TO_DO, rwlock_pids
@@ -133,7 +133,7 @@ def workflows(cluster, fresh_repo, tmp_path_factory, request):
     params = yaml.safe_load((failing / "params.yaml").read_text())
     params["data"]["source"] = "no-mnist-here"
     write_params(failing, params)
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "TQDM_DISABLE": "1"}
+    env = venv_env(TQDM_DISABLE="1")
 
     def start(name: str, repo: Path, *targets: str) -> subprocess.Popen:
         return subprocess.Popen(["snakemake", *PROFILE, *targets], cwd=repo, env=env,

@@ -20,13 +20,13 @@ from pathlib import Path
 import pytest
 import yaml
 from pipeline_helpers import (
-    BIN,
     SMALL_PARAMS,
     copy_repo,
     dvc_stage_key,
     parse_snakemake_jobs,
     run,
     snakemake_dry_run_jobs,
+    venv_env,
     write_params,
 )
 
@@ -148,7 +148,7 @@ def test_an_interrupted_run_leaves_unfinished_stages_stale(work_repo, how):
     long_jobs = [work_repo / f"logs/train/scratch_adam/seed{seed}.log" for seed in SEEDS]
     for log in long_jobs:
         log.unlink()
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "TQDM_DISABLE": "1"}
+    env = venv_env(TQDM_DISABLE="1")
     # As a terminal's foreground job, SIGINT at its default: under a shell without job control (`cmd &` in a
     # script), pytest and so every process it starts would inherit SIGINT ignored, and Python then never raises
     # KeyboardInterrupt.
@@ -390,7 +390,7 @@ def both_at_once(repo: Path, rng: random.Random) -> str:
     """One orchestrator started, the other a moment later: one works and the other refuses or finds nothing to do
     (nothing in between makes anything stale again); neither breaks the other's run."""
     first, second = rng.sample([["snakemake", "--cores", "2"], ["dvc", "repro"]], 2)
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "TQDM_DISABLE": "1"}
+    env = venv_env(TQDM_DISABLE="1")
     job = subprocess.Popen(first, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     time.sleep(rng.uniform(0.5, 4))
     other = run(repo, *second, check=False)
