@@ -93,8 +93,7 @@ class Server:
             if not line:
                 raise RuntimeError(f"the preloaded-tools server stopped (exit {self.process.wait()})")
             reply = json.loads(line)
-            encoding = locale.getpreferredencoding(False)
-            stdout, stderr = (path.read_text(encoding=encoding) if path.exists() else "" for path in (out, err))
+            stdout, stderr = captured(out, err, text=True)
         if reply["timed_out"]:
             raise subprocess.TimeoutExpired(list(command), timeout, stdout, stderr)
         return subprocess.CompletedProcess(list(command), reply["returncode"], stdout, stderr)
@@ -217,12 +216,17 @@ def run_forked(command: list[str], cwd, text: bool) -> subprocess.CompletedProce
                 sys.stderr.flush()
                 os._exit(code)
         _, status = os.waitpid(pid, 0)
-        if text:
-            encoding = locale.getpreferredencoding(False)
-            stdout, stderr = (path.read_text(encoding=encoding) for path in (out, err))
-        else:
-            stdout, stderr = (path.read_bytes() for path in (out, err))
+        stdout, stderr = captured(out, err, text=text)
     return subprocess.CompletedProcess(command, os.waitstatus_to_exitcode(status), stdout, stderr)
+
+
+def captured(*paths: Path, text: bool) -> list[str] | list[bytes]:
+    """What a child wrote into these files, as subprocess's capture_output gives it: str in the locale's encoding
+    with universal newlines when `text`, else bytes; empty for a file it never opened."""
+    if text:
+        encoding = locale.getpreferredencoding(False)
+        return [path.read_text(encoding=encoding) if path.exists() else "" for path in paths]
+    return [path.read_bytes() if path.exists() else b"" for path in paths]
 
 
 def wait_for(pid: int, timeout: float) -> dict:
