@@ -304,11 +304,10 @@ def pipeline_account(inputs: ReportInputs, report_started: float, now: float) ->
     serial = clocks["download"]["seconds"] + clocks["prepare"]["seconds"] + (now - report_started)
     training = sum(run.train.get("wall_seconds") or 0.0 for run in inputs.runs)
     floor = serial + training / cores
-    wall = now - min(start for start, _ in intervals)
-    idle = wall - _covered(intervals)
+    wall, busy = now - min(start for start, _ in intervals), _covered(intervals)
     return {"missing": [], "wall": wall, "work": sum(end - start for start, end in intervals), "cores": cores,
             "machine_cores": machine_cores, "serial": serial, "training": training, "floor": floor,
-            "ratio": wall / floor, "idle": idle, "busy_ratio": (wall - idle) / floor, "jobs": len(intervals)}
+            "ratio": wall / floor, "idle": wall - busy, "busy_ratio": busy / floor, "jobs": len(intervals)}
 
 
 def _job_clock(path) -> dict[str, float] | None:
