@@ -109,3 +109,54 @@ def test_every_stage_leaves_its_job_clock_beside_its_log(prepared, scratch_job):
     assert clocks["download.job.json"]["started"] < clocks["prepare.job.json"]["started"] < train["job"]["started"]
     assert all(clock["seconds"] > 0 for clock in clocks.values())
     assert train["job"]["seconds"] >= train["wall_seconds"]
+
+
+# A process that ends through exit_quickly: an exit handler and an unflushed write, then the code of its argument.
+QUICK_EXIT = """
+import atexit, sys, threading, time
+from pathlib import Path
+from mnistbench.quickexit import exit_quickly
+atexit.register(lambda: Path("handler-ran").write_text("yes"))
+if sys.argv[1] == "thread":
+    threading.Thread(target=lambda: (time.sleep(0.3), Path("thread-finished").write_text("yes"))).start()
+sys.stdout.write("no newline, still buffered")
+exit_quickly(3)
+"""
+
+
+@pytest.mark.parametrize("case", ["alone", "thread"])
+def test_a_quick_exit_runs_the_exit_handlers_flushes_and_keeps_the_code(tmp_path, case):
+    """Skipping the interpreter's teardown keeps what an ordinary exit does for the user: the atexit handlers
+    (logging's flush), the buffered output, the exit code, and the wait for a thread that is still running."""
+    result = subprocess.run([sys.executable, "-c", QUICK_EXIT, case], cwd=tmp_path, capture_output=True, text=True,
+                            env={"PYTHONPATH": str(REPO_ROOT / "src"), "PATH": "/usr/bin:/bin"}, timeout=60)
+    assert (result.returncode, result.stdout, result.stderr) == (3, "no newline, still buffered", "")
+    assert (tmp_path / "handler-ran").read_text() == "yes"
+    assert (tmp_path / "thread-finished").exists() == (case == "thread")
+
+
+def test_the_console_script_ends_through_the_quick_exit_with_its_log_complete(prepared, tmp_path):
+    """`mnistbench` (the entry point DVC and Snakemake run) and `python -m mnistbench` end in exit_quickly, with
+    main()'s code, and the log's last line written."""
+    from importlib.metadata import entry_points
+
+    assert next(iter(entry_points(group="console_scripts", name="mnistbench"))).value == "mnistbench.cli:run"
+    workdir = shutil.copytree(prepared, tmp_path / "again")
+    for argv, code, last_line in ((["prepare"], 0, "mnistbench prepare done in"),
+                                  (["--params", "nowhere.yaml", "prepare"], 2, "nowhere.yaml does not exist")):
+        result = subprocess.run([sys.executable, "-m", "mnistbench", "--log", "logs/quick.log", *argv], cwd=workdir,
+                                capture_output=True, text=True, timeout=120,
+                                env={"PYTHONPATH": str(REPO_ROOT / "src"), "PATH": "/usr/bin:/bin"})
+        assert result.returncode == code, result.stderr
+        assert last_line in (workdir / "logs/quick.log").read_text().splitlines()[-1]
+    assert len(result.stderr.splitlines()) == 1 and "nowhere.yaml" in result.stderr, result.stderr
+
+
+def test_run_hands_main_s_code_to_the_quick_exit(monkeypatch):
+    from mnistbench import cli
+
+    codes = []
+    monkeypatch.setattr(cli, "exit_quickly", codes.append)
+    monkeypatch.setattr(sys, "argv", ["mnistbench", "--params", "nowhere.yaml", "prepare"])
+    cli.run()
+    assert codes == [2]

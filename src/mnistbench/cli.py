@@ -18,11 +18,13 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 from mnistbench import __version__
 from mnistbench.errors import DamagedFileError, MnistbenchError
 from mnistbench.params import Params, load_params
 from mnistbench.paths import Layout
+from mnistbench.quickexit import exit_quickly
 
 log = logging.getLogger("mnistbench")
 
@@ -237,5 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def run() -> NoReturn:
+    """The `mnistbench` console script and `python -m mnistbench`: main(), then a quick exit (mnistbench.quickexit)."""
+    exit_quickly(main())
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run()

@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from mnistbench.errors import MnistbenchError
+from mnistbench.quickexit import exit_quickly
 
 
 def commit_stages(names: Iterable[str]) -> list[str]:
@@ -111,4 +112,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    exit_quickly(main())
