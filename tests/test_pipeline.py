@@ -29,6 +29,7 @@ from pipeline_helpers import (
     write_params,
 )
 
+from mnistbench.scheduling import expected_seconds
 from mnistbench.stages import DVC_STALE_MARKER, STAGE_CODE, stage_code_files
 
 pytestmark = pytest.mark.slow
@@ -211,6 +212,16 @@ def test_snakemake_and_dvc_define_the_same_stages(fresh_repo):
         assert dvc_deps == set(_split(snake["input"])) - {DVC_STALE_MARKER}, key
         dvc_outs = {str(out.def_path) for out in stage.outs}
         assert dvc_outs == set(_split(snake["output"])), key
+        assert float(snake.get("priority", 0)) == pytest.approx(job_priority(fresh_repo, key), rel=1e-4), key
+
+
+def job_priority(repo: Path, key: tuple) -> float:
+    """The priority a job of the Snakefile should carry: its expected seconds for a train or evaluate job, else 0."""
+    rule, model, _ = key
+    if rule not in ("train", "evaluate"):
+        return 0.0
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    return expected_seconds(rule, params["models"][model], params["data"]["n_train"])
 
 
 def stage_code_files_for(repo: Path, folder: str) -> list[str]:

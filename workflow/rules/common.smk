@@ -5,6 +5,7 @@ import sys
 from mnistbench.errors import MnistbenchError
 from mnistbench.orchestrators import Claim, claim_workspace, look
 from mnistbench.params import validate_mapping
+from mnistbench.scheduling import expected_seconds
 from mnistbench.stages import (
     JOURNAL_ENV,
     WITHOUT_DVC,
@@ -75,6 +76,15 @@ def record_in_dvc(run_id):
 
 def run_params(wildcards):
     return config["models"][wildcards.model]
+
+
+def longest_first(stage):
+    """Priority function: a job's expected seconds (mnistbench.scheduling), so the longest ready job starts first."""
+
+    def priority(wildcards):
+        return expected_seconds(stage, config["models"][wildcards.model], config["data"]["n_train"])
+
+    return priority
 
 
 def gpu_jobs(wildcards):

@@ -11,6 +11,7 @@ rule evaluate:
         "reports/eval/{model}/seed{seed}.json",
     log:
         "logs/evaluate/{model}/seed{seed}.log",
+    priority: longest_first("evaluate")
     threads: 1
     resources:
         gpu=gpu_jobs,

@@ -12,6 +12,7 @@ rule train:
         "reports/train/{model}/seed{seed}.json",
     log:
         "logs/train/{model}/seed{seed}.log",
+    priority: longest_first("train")
     threads: 1
     resources:
         gpu=gpu_jobs,
