@@ -4,6 +4,9 @@ Three measurements, all float32, 784-128-10 ReLU, one BLAS thread:
 - optimizers: µs per step over the 101,770 parameters for every optimizer setting, three ways: the NumPy
   reference tensor by tensor (w1, b1, w2, b2), the same reference on the flat vector (what the backend did before),
   and the fused numba kernel on the flat vector (what it does now);
+- the fused Adam kernel by size: ns per parameter on 16,384 parameters (its four arrays, 256 KB, stay in L2), on
+  the network's 101,770 and on 1,048,576 (16 MB, beyond L2): equal figures mean the kernel is bound by its
+  arithmetic (a correctly rounded square root and division per parameter), not by memory;
 - start-up: what numba costs a job: its import, and the first kernel call with an empty cache (compile) and with
   the cache written by an earlier job (load), each in a fresh process;
 - whole jobs: the default recipes scratch_sgd and scratch_adam (15 epochs on 55,000 rows) in a fresh process,
@@ -89,6 +92,21 @@ def optimizer_steps(make: Callable, rounds: int) -> dict[str, float]:  # noqa: A
     return best_microseconds({"reference per tensor": lambda: reference_tensors.step(grads),
                               "reference flat": lambda: reference_flat.step(flat_grad),
                               "fused flat": lambda: fused_flat.step(flat_grad)}, calls=50, rounds=rounds)
+
+
+ADAM_SIZES = (16_384, 101_770, 1_048_576)
+
+
+def adam_by_size(rounds: int) -> dict[int, float]:
+    """ns per parameter of the fused Adam step (scratch_adam's settings) on one flat vector of each size."""
+    rng = np.random.default_rng(0)
+    runs = {}
+    for size in ADAM_SIZES:
+        optimizer = Adam({"all": rng.normal(size=size).astype(np.float32)}, lr=1e-3, fused=True)
+        grad = {"all": rng.normal(scale=1e-2, size=size).astype(np.float32)}
+        runs[size] = lambda optimizer=optimizer, grad=grad: optimizer.step(grad)
+    calls = {size: max(5, 5_000_000 // size) for size in ADAM_SIZES}
+    return {size: best_microseconds({size: run}, calls[size], rounds)[size] * 1e3 / size for size, run in runs.items()}
 
 
 STARTUP = """
@@ -255,6 +273,10 @@ def markdown(results: dict) -> str:
     for name, row in results["optimizers"].items():
         lines.append(f"| {name} | {row['reference per tensor']:.1f} | {row['reference flat']:.1f} | "
                      f"{row['fused flat']:.1f} | {row['reference flat'] / row['fused flat']:.2f} |")
+    lines += ["", "## Fused Adam by size, CPU ns per parameter (the kernel alone, best of rounds)", "",
+              "| parameters | " + " | ".join(f"{int(size):,}" for size in results["adam_by_size"]) + " |",
+              "|---|" + "---|" * len(results["adam_by_size"]),
+              "| ns per parameter | " + " | ".join(f"{ns:.3f}" for ns in results["adam_by_size"].values()) + " |"]
     lines += ["", "## numba in a fresh process, CPU seconds (best of runs)", "",
               "| case | import numba | optimizer built | kernel loaded + first step |", "|---|---|---|---|"]
     for name, row in results["startup"].items():
@@ -291,13 +313,14 @@ def main(argv: list[str] | None = None) -> int:
     images, labels, source = training_rows(55000)
     with threadpool_limits(limits=1):
         optimizers = {name: optimizer_steps(make, args.rounds) for name, make in OPTIMIZERS.items()}
+        by_size = adam_by_size(args.rounds)
         steps = {batch: step_parts(images, labels, batch, args.rounds) for batch in (32, 128)}
     results = {
         "date": time.strftime("%Y-%m-%d %H:%M"), "cpu": cpu_model(), "data": source, "numba": numba.__version__,
         "blas": ", ".join(f"{pool['internal_api']} {pool['version']} ({pool['architecture']})"
                           for pool in compute_kernels()["blas"]),
         "kernels": compute_kernels(), "load_before": [round(v, 2) for v in load_before],
-        "optimizers": optimizers, "startup": startup(args.startup_repeats), "steps": steps,
+        "optimizers": optimizers, "adam_by_size": by_size, "startup": startup(args.startup_repeats), "steps": steps,
         "jobs": jobs(args.job_repeats) if args.job_repeats else {},
     }
     results["load_after"] = [round(v, 2) for v in os.getloadavg()]
