@@ -31,6 +31,8 @@ INFERENCE_FIELDS = {"images_per_second", "best_seconds", "repeats", "rows", "dev
 # optimizer steps import, probes it (ten small modules); SciPy's linalg, with its own OpenBLAS, stays unloaded.
 HEAVY = ("torch", "sklearn", "scipy.linalg", "scipy.special", "scipy.stats", "scipy.sparse", "pandas")
 
+# A fresh interpreter's environment: this checkout's source, no progress bars, no venv scripts on PATH.
+JOB_ENV = {"PYTHONPATH": str(REPO_ROOT / "src"), "TQDM_DISABLE": "1", "PATH": "/usr/bin:/bin"}
 # Runs stages through the CLI in this interpreter, then prints the heavy packages it imported.
 JOBS = """
 import json, sys
@@ -45,7 +47,7 @@ def run_jobs(workdir: Path, *argvs: list[str], heavy: tuple[str, ...] = HEAVY) -
     """The `heavy` modules a fresh interpreter imported while running these CLI commands in `workdir`."""
     script = JOBS.format(argvs=[list(argv) for argv in argvs], heavy=heavy)
     result = subprocess.run([sys.executable, "-c", script], cwd=workdir, capture_output=True, text=True, timeout=300,
-                            env={"PYTHONPATH": str(REPO_ROOT / "src"), "TQDM_DISABLE": "1", "PATH": "/usr/bin:/bin"})
+                            env=JOB_ENV)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -129,7 +131,7 @@ def test_a_quick_exit_runs_the_exit_handlers_flushes_and_keeps_the_code(tmp_path
     """Skipping the interpreter's teardown keeps what an ordinary exit does for the user: the atexit handlers
     (logging's flush), the buffered output, the exit code, and the wait for a thread that is still running."""
     result = subprocess.run([sys.executable, "-c", QUICK_EXIT, case], cwd=tmp_path, capture_output=True, text=True,
-                            env={"PYTHONPATH": str(REPO_ROOT / "src"), "PATH": "/usr/bin:/bin"}, timeout=60)
+                            env=JOB_ENV, timeout=60)
     assert (result.returncode, result.stdout, result.stderr) == (3, "no newline, still buffered", "")
     assert (tmp_path / "handler-ran").read_text() == "yes"
     assert (tmp_path / "thread-finished").exists() == (case == "thread")
@@ -145,8 +147,7 @@ def test_the_console_script_ends_through_the_quick_exit_with_its_log_complete(pr
     for argv, code, last_line in ((["prepare"], 0, "mnistbench prepare done in"),
                                   (["--params", "nowhere.yaml", "prepare"], 2, "nowhere.yaml does not exist")):
         result = subprocess.run([sys.executable, "-m", "mnistbench", "--log", "logs/quick.log", *argv], cwd=workdir,
-                                capture_output=True, text=True, timeout=120,
-                                env={"PYTHONPATH": str(REPO_ROOT / "src"), "PATH": "/usr/bin:/bin"})
+                                capture_output=True, text=True, timeout=120, env=JOB_ENV)
         assert result.returncode == code, result.stderr
         assert last_line in (workdir / "logs/quick.log").read_text().splitlines()[-1]
     assert len(result.stderr.splitlines()) == 1 and "nowhere.yaml" in result.stderr, result.stderr

@@ -82,7 +82,7 @@ def longest_first(stage):
     """Priority function: a job's expected seconds (mnistbench.scheduling), so the longest ready job starts first."""
 
     def priority(wildcards):
-        return expected_seconds(stage, config["models"][wildcards.model], config["data"]["n_train"])
+        return expected_seconds(stage, run_params(wildcards), config["data"]["n_train"])
 
     return priority
 
