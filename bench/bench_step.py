@@ -1,6 +1,6 @@
 """Where one training step's time goes, and what the optimizer's fast path buys (issue 16).
 
-Three measurements, all float32, 784-128-10 ReLU, one BLAS thread:
+What it measures, all float32, 784-128-10 ReLU, one BLAS thread:
 - optimizers: µs per step over the 101,770 parameters for every optimizer setting, three ways: the NumPy
   reference tensor by tensor (w1, b1, w2, b2), the same reference on the flat vector (what the backend did before),
   and the fused numba kernel on the flat vector (what it does now);
@@ -13,7 +13,10 @@ Three measurements, all float32, 784-128-10 ReLU, one BLAS thread:
   seconds from the interpreter's start to the trained weights, with the fused steps and with the NumPy reference;
 - the step at batch 32 and 128: each part alone (the GEMMs, the row gather, the bias adds, ReLU forward and
   backward, the bias gradients, the loss, the optimizer) against the whole scratch step, the bare matrix products
-  on contiguous rows, and the torch backend's step (fused Adam).
+  on contiguous rows, and the torch backend's step (fused Adam);
+- the same parts inside real steps: the functions a scratch Adam step calls (the backend's row gather, the
+  network's dense forward and backward, ReLU, loss, the optimizer's step) wrapped in a CPU-time timer while the
+  backend trains, so each part is timed with the caches the rest of the step leaves it.
 The machine is shared (load average 4-10 on 2 cores while this was written), so every timing is CPU time, not
 wall time: the calling thread's (time.thread_time: with one BLAS thread the GEMMs run in it) for the steps, the
 child process's (getrusage) for start-up and jobs. Time spent waiting for a core is then not counted; what load
@@ -26,19 +29,22 @@ within a round. The load average is recorded with them.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import resource
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 from common import REPO, adam_run, backend_for, matmul_epochs, training_rows
 from threadpoolctl import threadpool_limits
 
 import mnistbench.backends.scratch as scratch_backend
+import mnistbench.scratch.network as network_module
 from mnistbench.io import write_json
 from mnistbench.params import NetworkParams
 from mnistbench.provenance import compute_kernels, cpu_model
@@ -205,8 +211,10 @@ def step_parts(images: np.ndarray, labels: np.ndarray, batch: int, rounds: int) 
     x = np.ascontiguousarray(images[:batch])
     hidden, dhidden = np.empty((batch, 128), np.float32), np.empty((batch, 128), np.float32)
     logits = np.empty((batch, 10), np.float32, order="F")
-    rows = rng.permutation(len(labels))[:batch]
-    gathered = np.empty_like(x)
+    # Successive batches of one random permutation, as an epoch gathers them: each call reads rows not in cache.
+    shuffled = rng.permutation(len(labels))
+    batches = itertools.cycle([shuffled[start : start + batch] for start in range(0, len(labels) - batch + 1, batch)])
+    gatherer = fused_adam_backend(images, labels, batch)  # its _gather, alone
     np.matmul(x, w1, out=hidden)
     np.matmul(hidden, w2, out=logits)
     batch_labels = labels[:batch]
@@ -230,7 +238,7 @@ def step_parts(images: np.ndarray, labels: np.ndarray, batch: int, rounds: int) 
 
     parts = {
         "GEMMs (5)": gemms,
-        "gather rows": lambda: (np.take(images, rows, axis=0, out=gathered, mode="clip"), labels[rows]),
+        "gather rows": lambda: gatherer._gather(next(batches)),
         "bias adds": bias_adds,
         "ReLU forward": lambda: relu_forward(hidden, inplace=True),
         "ReLU backward": lambda: relu_backward(dhidden, hidden, inplace=True),
@@ -244,16 +252,21 @@ def step_parts(images: np.ndarray, labels: np.ndarray, batch: int, rounds: int) 
     return per_part
 
 
+def fused_adam_backend(images: np.ndarray, labels: np.ndarray, batch: int) -> object:
+    """A scratch Adam backend on its fused path whatever the job's length: the step these tables break down."""
+    chooses = scratch_backend.fused_steps_pay
+    scratch_backend.fused_steps_pay = lambda *_: True
+    try:
+        return backend_for(adam_run("scratch", batch), MODEL, images, labels, threads=1)
+    finally:
+        scratch_backend.fused_steps_pay = chooses
+
+
 def whole_steps(images: np.ndarray, labels: np.ndarray, batch: int, rounds: int) -> dict[str, float]:
     """µs per step of the scratch backend, the torch backend and the bare GEMMs over the epoch's first STEPS steps."""
     plan = epoch_batches(len(labels), batch, generators(0)[1])[:STEPS]
-    chooses = scratch_backend.fused_steps_pay
-    scratch_backend.fused_steps_pay = lambda *_: True  # the step this table breaks down is the fused Adam one
-    try:
-        scratch = backend_for(adam_run("scratch", batch), MODEL, images, labels, threads=1)
-        without_optimizer = backend_for(adam_run("scratch", batch), MODEL, images, labels, threads=1)
-    finally:
-        scratch_backend.fused_steps_pay = chooses
+    scratch = fused_adam_backend(images, labels, batch)
+    without_optimizer = fused_adam_backend(images, labels, batch)
     torch = backend_for(adam_run("torch", batch), MODEL, images, labels, threads=1)
     without_optimizer.optimizer.step = lambda grads: None  # the step's glue and cache misses, less the optimizer
     runs = {"scratch step": lambda: scratch.train_epoch(plan),
@@ -261,6 +274,79 @@ def whole_steps(images: np.ndarray, labels: np.ndarray, batch: int, rounds: int)
             "torch step (fused Adam)": lambda: torch.train_epoch(plan),
             "bare GEMMs on contiguous rows": matmul_epochs(images[: STEPS * batch], batch, 1)}
     return {name: value / STEPS for name, value in best_microseconds(runs, calls=1, rounds=rounds).items()}
+
+
+# The parts of a step as the scratch backend calls them, timed inside its steps (parts_inside_steps), and the parts
+# timed alone (PARTS) that do the same work, where there are such.
+INSIDE = {"gather rows": ("gather rows",),
+          "dense forward and backward (GEMMs, bias adds, bias gradients)": ("GEMMs (5)", "bias adds", "bias gradients"),
+          "ReLU forward": ("ReLU forward",), "ReLU backward": ("ReLU backward",), "loss + dlogits": ("loss + dlogits",),
+          "optimizer (fused Adam)": ("optimizer (fused Adam)",)}
+
+
+def parts_inside_steps(images: np.ndarray, labels: np.ndarray, batch: int, rounds: int) -> dict[str, float]:
+    """µs per step of each part of the scratch backend's fused Adam step, timed inside its epoch's first STEPS steps.
+
+    Each part is the best of `rounds` rounds, and so is "instrumented step" (the step with the timers on); "glue" is
+    the instrumented step less its parts: the Python between them.
+    """
+    plan = epoch_batches(len(labels), batch, generators(0)[1])[:STEPS]
+    backend = fused_adam_backend(images, labels, batch)
+    totals = dict.fromkeys(INSIDE, 0)
+    best = dict.fromkeys([*INSIDE, "instrumented step"], float("inf"))
+    with _timers_on(backend, totals):
+        for round_number in range(rounds + 1):
+            totals.update(dict.fromkeys(totals, 0))
+            start = time.thread_time_ns()
+            backend.train_epoch(plan)
+            elapsed = {"instrumented step": time.thread_time_ns() - start, **totals}
+            if round_number:
+                best = {name: min(best[name], elapsed[name] / STEPS / 1e3) for name in best}
+    best["glue"] = best["instrumented step"] - sum(best[name] for name in INSIDE)
+    return best
+
+
+@contextmanager
+def _timers_on(backend: object, totals: dict[str, int]) -> Iterator[None]:
+    """Wrap the functions a scratch step calls, adding each call's CPU nanoseconds to totals[part]: the backend's own
+    (kept: the backend is this benchmark's) and the network module's layer and loss functions (restored after)."""
+    network = backend.network
+    for owner, attribute, part in ((backend, "_gather", "gather rows"), (network, "activation_forward", "ReLU forward"),
+                                   (network, "activation_backward", "ReLU backward"),
+                                   (backend.optimizer, "step", "optimizer (fused Adam)")):
+        setattr(owner, attribute, _timed(getattr(owner, attribute), part, totals))
+    dense = "dense forward and backward (GEMMs, bias adds, bias gradients)"
+    module_parts = {"dense_forward": dense, "dense_backward": dense, "softmax_cross_entropy": "loss + dlogits"}
+    originals = {name: getattr(network_module, name) for name in module_parts}
+    for name, part in module_parts.items():
+        setattr(network_module, name, _timed(originals[name], part, totals))
+    try:
+        yield
+    finally:
+        for name, function in originals.items():
+            setattr(network_module, name, function)
+
+
+def _timed(function: Callable, part: str, totals: dict[str, int]) -> Callable:
+    def timed(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        start = time.thread_time_ns()
+        result = function(*args, **kwargs)
+        totals[part] += time.thread_time_ns() - start
+        return result
+
+    return timed
+
+
+def inside_table(parts: dict[str, float], inside: dict[str, float]) -> list[str]:
+    """Markdown rows: each part inside the step against the same work timed alone."""
+    lines = ["| part | µs inside the step | µs alone | inside / alone |", "|---|---|---|---|"]
+    for name, alone_parts in INSIDE.items():
+        alone = sum(parts[part] for part in alone_parts)
+        lines.append(f"| {name} | {inside[name]:.1f} | {alone:.1f} | {inside[name] / alone:.2f} |")
+    lines.append(f"| glue: the instrumented step less its parts (Python between them) | {inside['glue']:.1f} | | |")
+    lines.append(f"| the instrumented step, against the step without timers (their difference is the timers' cost, "
+                 f"within the noise) | {inside['instrumented step']:.1f} | {parts['scratch step']:.1f} | |")
+    return lines
 
 
 def markdown(results: dict) -> str:
@@ -298,6 +384,9 @@ def markdown(results: dict) -> str:
                      f"{parts['scratch step'] - parts['scratch step without its optimizer']:.1f} | |")
         versus_torch = parts["scratch step"] / parts["torch step (fused Adam)"]
         lines.append(f"| **scratch step / torch step (fused Adam)** | {versus_torch:.2f} | |")
+        if batch in results.get("inside", {}):
+            lines += ["", f"## Inside the step at batch {batch}: the same parts timed where they run, CPU µs per step",
+                      "", *inside_table(parts, results["inside"][batch])]
     return "\n".join(lines) + "\n"
 
 
@@ -315,12 +404,14 @@ def main(argv: list[str] | None = None) -> int:
         optimizers = {name: optimizer_steps(make, args.rounds) for name, make in OPTIMIZERS.items()}
         by_size = adam_by_size(args.rounds)
         steps = {batch: step_parts(images, labels, batch, args.rounds) for batch in (32, 128)}
+        inside = {batch: parts_inside_steps(images, labels, batch, args.rounds) for batch in (32, 128)}
     results = {
         "date": time.strftime("%Y-%m-%d %H:%M"), "cpu": cpu_model(), "data": source, "numba": numba.__version__,
         "blas": ", ".join(f"{pool['internal_api']} {pool['version']} ({pool['architecture']})"
                           for pool in compute_kernels()["blas"]),
         "kernels": compute_kernels(), "load_before": [round(v, 2) for v in load_before],
         "optimizers": optimizers, "adam_by_size": by_size, "startup": startup(args.startup_repeats), "steps": steps,
+        "inside": inside,
         "jobs": jobs(args.job_repeats) if args.job_repeats else {},
     }
     results["load_after"] = [round(v, 2) for v in os.getloadavg()]
