@@ -46,3 +46,21 @@ def test_the_scratch_backend_trains_with_subnormals_flushed_and_says_so(monkeypa
     assert seen == [False, False]
     assert gradual_underflow()
     assert backend.describe()["denormals"] == fpenv.DENORMALS
+
+
+@pytest.mark.skipif(not fpenv.SUPPORTED, reason="FTZ/DAZ is set on x86-64 Linux only")
+def test_the_floating_point_functions_are_found_without_a_library_search(monkeypatch):
+    # ctypes.util.find_library runs `ldconfig -p` in a subprocess (~5 ms of every train job); fegetenv and fesetenv
+    # are in the process already (Python links the C maths library).
+    def no_search(name: str) -> None:
+        raise AssertionError(f"find_library({name!r}) was called")
+
+    monkeypatch.setattr(fpenv.ctypes.util, "find_library", no_search)
+    fpenv._libm.cache_clear()
+    try:
+        with fpenv.denormals_flushed() as flushed:
+            assert flushed
+            assert not gradual_underflow()
+    finally:
+        fpenv._libm.cache_clear()
+    assert gradual_underflow()

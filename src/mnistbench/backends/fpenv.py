@@ -36,7 +36,14 @@ class _FloatEnvironment(ctypes.Structure):
 
 @cache
 def _libm() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("m") if SUPPORTED else None
+    """The library holding fegetenv and fesetenv: the process itself, which has the C maths library loaded (Python
+    links it), else the one find_library names. find_library runs `ldconfig -p` in a subprocess (~5 ms a job)."""
+    if not SUPPORTED:
+        return None
+    process = ctypes.CDLL(None)
+    if hasattr(process, "fegetenv") and hasattr(process, "fesetenv"):
+        return process
+    name = ctypes.util.find_library("m")
     return ctypes.CDLL(name) if name else None
 
 
