@@ -186,7 +186,7 @@ def run_nested(original, modules: tuple[str, ...]):
 def run_forked(command: list[str], cwd, text: bool) -> subprocess.CompletedProcess:
     """`subprocess.run(command, cwd=cwd, capture_output=True, text=text)` for `[python, "-m", MODULE, *args]`: a fork
     runs MODULE.main() with sys.argv as `python -m` sets it, and exits with its code as the module's `__main__`
-    block (`raise SystemExit(main())`) would."""
+    block (`exit_quickly(main())`, `raise SystemExit(main())`) would."""
     with tempfile.TemporaryDirectory(prefix="preloaded-nested-") as folder:
         out, err = Path(folder) / "stdout", Path(folder) / "stderr"
         sys.stdout.flush()

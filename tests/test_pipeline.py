@@ -195,6 +195,7 @@ def test_snakemake_and_dvc_define_the_same_stages(fresh_repo):
         dvc_stages = {dvc_stage_key(stage.name): stage for stage in repo.index.stages}
     assert set(snake_jobs) == set(dvc_stages) == ALL_JOBS
     code_dirs = {entry for entries in STAGE_CODE.values() for entry in entries if (fresh_repo / entry).is_dir()}
+    params = yaml.safe_load((fresh_repo / "params.yaml").read_text())
     for key, stage in dvc_stages.items():
         snake = snake_jobs[key]
         assert " ".join(stage.cmd.split()) == snake["cmd"], key
@@ -212,15 +213,15 @@ def test_snakemake_and_dvc_define_the_same_stages(fresh_repo):
         assert dvc_deps == set(_split(snake["input"])) - {DVC_STALE_MARKER}, key
         dvc_outs = {str(out.def_path) for out in stage.outs}
         assert dvc_outs == set(_split(snake["output"])), key
-        assert float(snake.get("priority", 0)) == pytest.approx(job_priority(fresh_repo, key), rel=1e-4), key
+        assert float(snake.get("priority", 0)) == pytest.approx(job_priority(params, key), rel=1e-4), key
 
 
-def job_priority(repo: Path, key: tuple) -> float:
-    """The priority a job of the Snakefile should carry: its expected seconds for a train or evaluate job, else 0."""
+def job_priority(params: dict, key: tuple) -> float:
+    """The priority a job of the Snakefile should carry under `params` (params.yaml as read): its expected seconds for
+    a train or evaluate job, else 0."""
     rule, model, _ = key
     if rule not in ("train", "evaluate"):
         return 0.0
-    params = yaml.safe_load((repo / "params.yaml").read_text())
     return expected_seconds(rule, params["models"][model], params["data"]["n_train"])
 
 

@@ -88,5 +88,5 @@ def longest_first(stage):
 
 
 def gpu_jobs(wildcards):
-    run = config["models"][wildcards.model]
+    run = run_params(wildcards)
     return 1 if run["impl"] == "torch" and run.get("device") == "cuda" else 0
