@@ -3,12 +3,12 @@
 What it measures, all float32, 784-128-10 ReLU, one BLAS thread:
 - optimizers: µs per step over the 101,770 parameters for every optimizer setting, three ways: the NumPy
   reference tensor by tensor (w1, b1, w2, b2), the same reference on the flat vector (what the backend did before),
-  and the fused numba kernel on the flat vector (what it does now);
+  and the fused kernel (scratch/kernels.c, compiled) on the flat vector (what it does now);
 - the fused Adam kernel by size: ns per parameter on 16,384 parameters (its four arrays, 256 KB, stay in L2), on
   the network's 101,770 and on 1,048,576 (16 MB, beyond L2): equal figures mean the kernel is bound by its
   arithmetic (a correctly rounded square root and division per parameter), not by memory;
-- start-up: what numba costs a job: its import, and the first kernel call with an empty cache (compile) and with
-  the cache written by an earlier job (load), each in a fresh process;
+- start-up: what the fused kernels cost a job: loading the extension (with the check of its source), building the
+  optimizer and its first step, each in a fresh process;
 - whole jobs: the default recipes scratch_sgd and scratch_adam (15 epochs on 55,000 rows) in a fresh process,
   seconds from the interpreter's start to the trained weights, with the fused steps and with the NumPy reference;
 - the step at batch 32 and 128: each part alone (the GEMMs, the row gather, the bias adds, ReLU forward and
@@ -34,7 +34,6 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -43,12 +42,12 @@ import numpy as np
 from common import REPO, adam_run, backend_for, matmul_epochs, training_rows
 from threadpoolctl import threadpool_limits
 
-import mnistbench.backends.scratch as scratch_backend
 import mnistbench.scratch.network as network_module
 from mnistbench.io import write_json
 from mnistbench.params import NetworkParams
 from mnistbench.provenance import compute_kernels, cpu_model
 from mnistbench.scratch.activations import relu_backward, relu_forward
+from mnistbench.scratch.fused import REBUILD, instruction_set
 from mnistbench.scratch.losses import softmax_cross_entropy
 from mnistbench.scratch.optim import SGD, Adagrad, Adam, AdamW, RMSprop
 from mnistbench.training import epoch_batches, generators
@@ -116,17 +115,18 @@ def adam_by_size(rounds: int) -> dict[int, float]:
 
 
 STARTUP = """
-import os, time, numpy as np
-start = time.process_time()
-import numba
-imported = time.process_time()
+import time, numpy as np
 from mnistbench.scratch.optim import Adam, SGD
-optimizer = {kind}({{"all": np.zeros(101770, np.float32)}}, lr=1e-3, fused=True)
+start = time.process_time()
+from mnistbench.scratch.fused import kernels
+kernels()
+loaded = time.process_time()
+optimizer = {kind}({{"all": np.zeros(101770, np.float32)}}, lr=1e-3{options}, fused=True)
 ready = time.process_time()
-optimizer.load_kernels()  # as the backend does, before the first step
 optimizer.step({{"all": np.ones(101770, np.float32)}})
-print(imported - start, ready - imported, time.process_time() - ready)
+print(loaded - start, ready - loaded, time.process_time() - ready)
 """
+STARTUP_PARTS = ("kernels loaded", "optimizer built", "first step")
 
 
 def child_cpu_seconds() -> float:
@@ -135,26 +135,22 @@ def child_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def startup_seconds(kind: str, cache_dir: str) -> dict[str, float]:
-    """A fresh process: CPU seconds of `import numba`, of building the optimizer, of loading its kernel and taking
-    the first step (compile, or load from the cache)."""
-    env = {**os.environ, "NUMBA_CACHE_DIR": cache_dir, "PYTHONPATH": str(REPO / "src")}
-    out = subprocess.run([sys.executable, "-c", STARTUP.format(kind=kind)], env=env, capture_output=True, text=True,
+def startup_seconds(kind: str) -> dict[str, float]:
+    """A fresh process, after its imports of NumPy and the optimizers: CPU seconds of loading the kernels, of
+    building the optimizer and of its first step."""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    script = STARTUP.format(kind=kind, options=", momentum=0.9" if kind == "SGD" else "")
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
                          check=True).stdout.split()
-    return dict(zip(("import numba", "optimizer built", "kernel loaded + first step"), map(float, out), strict=True))
+    return dict(zip(STARTUP_PARTS, map(float, out), strict=True))
 
 
 def startup(repeats: int) -> dict[str, dict[str, float]]:
-    """Best of `repeats` fresh processes, each kind with an empty cache (compile) and then a filled one (load)."""
+    """Best of `repeats` fresh processes per optimizer (Adam; SGD with momentum)."""
     results = {}
     for kind in ("Adam", "SGD"):
-        cold, warm = [], []
-        for _ in range(repeats):
-            with tempfile.TemporaryDirectory() as cache_dir:
-                cold.append(startup_seconds(kind, cache_dir))
-                warm.append(startup_seconds(kind, cache_dir))
-        for label, runs in ((f"{kind}, empty cache", cold), (f"{kind}, cache filled", warm)):
-            results[label] = {key: min(run[key] for run in runs) for key in runs[0]}
+        runs = [startup_seconds(kind) for _ in range(repeats)]
+        results[kind] = {key: min(run[key] for run in runs) for key in STARTUP_PARTS}
     return results
 
 
@@ -166,7 +162,8 @@ from threadpoolctl import threadpool_limits
 import mnistbench.backends.scratch as scratch
 from mnistbench.params import load_params
 from mnistbench.training import epoch_batches, generators, initial_weights
-scratch.fused_steps_pay = lambda *_: {fused}
+if not {fused}:
+    scratch.kernels = lambda: None  # the NumPy reference
 params = load_params("params.yaml")
 run = params.models["{model}"]
 rng = np.random.default_rng(0)
@@ -253,13 +250,11 @@ def step_parts(images: np.ndarray, labels: np.ndarray, batch: int, rounds: int) 
 
 
 def fused_adam_backend(images: np.ndarray, labels: np.ndarray, batch: int) -> object:
-    """A scratch Adam backend on its fused path whatever the job's length: the step these tables break down."""
-    chooses = scratch_backend.fused_steps_pay
-    scratch_backend.fused_steps_pay = lambda *_: True
-    try:
-        return backend_for(adam_run("scratch", batch), MODEL, images, labels, threads=1)
-    finally:
-        scratch_backend.fused_steps_pay = chooses
+    """A scratch Adam backend on its fused path (the kernels must be built): the step these tables break down."""
+    backend = backend_for(adam_run("scratch", batch), MODEL, images, labels, threads=1)
+    if backend.optimizer.kernels is None:
+        raise SystemExit(f"the fused optimizer kernels are not built: {REBUILD}")
+    return backend
 
 
 def whole_steps(images: np.ndarray, labels: np.ndarray, batch: int, rounds: int) -> dict[str, float]:
@@ -352,9 +347,9 @@ def inside_table(parts: dict[str, float], inside: dict[str, float]) -> list[str]
 def markdown(results: dict) -> str:
     lines = [f"# Step benchmark ({results['date']}, {results['cpu']}, 1 BLAS thread, float32)", "",
              f"Load average before / after: {results['load_before']} / {results['load_after']}. "
-             f"NumPy {np.__version__}, numba {results['numba']}, BLAS {results['blas']}.", "",
+             f"NumPy {np.__version__}, fused kernels: {results['kernels_isa']}, BLAS {results['blas']}.", "",
              "## Optimizer step, CPU µs per step over 101,770 parameters (best of rounds of 50 steps)", "",
-             "| optimizer | reference per tensor | reference flat | fused flat (numba) | flat / fused |",
+             "| optimizer | reference per tensor | reference flat | fused flat (C) | flat / fused |",
              "|---|---|---|---|---|"]
     for name, row in results["optimizers"].items():
         lines.append(f"| {name} | {row['reference per tensor']:.1f} | {row['reference flat']:.1f} | "
@@ -363,11 +358,10 @@ def markdown(results: dict) -> str:
               "| parameters | " + " | ".join(f"{int(size):,}" for size in results["adam_by_size"]) + " |",
               "|---|" + "---|" * len(results["adam_by_size"]),
               "| ns per parameter | " + " | ".join(f"{ns:.3f}" for ns in results["adam_by_size"].values()) + " |"]
-    lines += ["", "## numba in a fresh process, CPU seconds (best of runs)", "",
-              "| case | import numba | optimizer built | kernel loaded + first step |", "|---|---|---|---|"]
+    lines += ["", "## The fused kernels in a fresh process, CPU seconds (best of runs)", "",
+              "| optimizer | " + " | ".join(STARTUP_PARTS) + " |", "|---|---|---|---|"]
     for name, row in results["startup"].items():
-        lines.append(f"| {name} | {row['import numba']:.3f} | {row['optimizer built']:.3f} | "
-                     f"{row['kernel loaded + first step']:.3f} |")
+        lines.append(f"| {name} | " + " | ".join(f"{row[part]:.4f}" for part in STARTUP_PARTS) + " |")
     lines += ["", "## Whole default jobs (15 epochs, 55,000 random rows, 1 thread), CPU seconds of a fresh process", "",
               "| model | NumPy reference | fused | reference / fused |", "|---|---|---|---|"]
     for model, row in results["jobs"].items():
@@ -396,8 +390,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--startup-repeats", type=int, default=3, help="fresh processes per start-up case")
     parser.add_argument("--job-repeats", type=int, default=2, help="fresh processes per whole-job case (0: skip)")
     args = parser.parse_args(argv)
-    import numba
-
     load_before = os.getloadavg()
     images, labels, source = training_rows(55000)
     with threadpool_limits(limits=1):
@@ -406,7 +398,8 @@ def main(argv: list[str] | None = None) -> int:
         steps = {batch: step_parts(images, labels, batch, args.rounds) for batch in (32, 128)}
         inside = {batch: parts_inside_steps(images, labels, batch, args.rounds) for batch in (32, 128)}
     results = {
-        "date": time.strftime("%Y-%m-%d %H:%M"), "cpu": cpu_model(), "data": source, "numba": numba.__version__,
+        "date": time.strftime("%Y-%m-%d %H:%M"), "cpu": cpu_model(), "data": source,
+        "kernels_isa": instruction_set(),
         "blas": ", ".join(f"{pool['internal_api']} {pool['version']} ({pool['architecture']})"
                           for pool in compute_kernels()["blas"]),
         "kernels": compute_kernels(), "load_before": [round(v, 2) for v in load_before],

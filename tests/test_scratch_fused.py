@@ -1,19 +1,20 @@
-"""The fused optimizer steps (scratch/fused.py, one numba loop per optimizer) give the same BITS as the NumPy
+"""The fused optimizer steps (scratch/kernels.c, one compiled loop per optimizer) give the same BITS as the NumPy
 reference (scratch/optim.py, fused=False) on the same machine: every optimizer, each boolean both ways, non-zero
 weight decay, float32 and float64, over many steps with a learning rate that changes every step."""
 
 from __future__ import annotations
 
+import hashlib
 import math
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 
 from mnistbench.backends import make_backend
-from mnistbench.backends.scratch import fused_steps_pay
+from mnistbench.backends.scratch import make_optimizer
 from mnistbench.params import load_params
+from mnistbench.scratch import fused as fused_kernels
 from mnistbench.scratch.optim import SGD, Adagrad, Adam, AdamW, RMSprop
 from mnistbench.training import initial_weights
 
@@ -104,16 +105,61 @@ def test_fused_steps_refuse_parameters_that_are_not_contiguous() -> None:
         Adam({"w": np.ones((4, 6), np.float32)[:, ::2]}, lr=1e-3, fused=True)
 
 
-def test_numba_is_imported_only_by_a_fused_optimizer() -> None:
-    """numba's import (~0.2 s) is paid by a job that steps fused, not by evaluate jobs or plain-SGD training."""
-    code = ("import sys, numpy as np\n"
-            "import mnistbench.backends.scratch, mnistbench.scratch.optim as optim\n"
-            "optim.SGD({'all': np.zeros(3)}, lr=0.1).step({'all': np.ones(3)})\n"
-            "before = 'numba' in sys.modules\n"
-            "optim.Adam({'all': np.zeros(3)}, lr=0.1, fused=True)\n"
-            "print(before, 'numba' in sys.modules)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.split() == ["False", "True"]
+def test_the_kernels_are_built_from_this_checkouts_source() -> None:
+    """The fast path is really taken here: the extension is built, from the kernels.c beside it (a stale build
+    would send every optimizer to its reference, and the tests above would compare the reference with itself)."""
+    built = fused_kernels.kernels()
+    assert built is not None, f"mnistbench.scratch._kernels is not built: {fused_kernels.REBUILD}"
+    assert hashlib.sha256(fused_kernels.SOURCE.read_bytes()).hexdigest() == built.SOURCE_SHA256
+
+
+@pytest.mark.parametrize("case", ["not built", "source edited"])
+def test_kernels_that_cannot_be_used_send_the_optimizers_to_their_reference(case, tmp_path, monkeypatch,
+                                                                           caplog) -> None:
+    if case == "not built":
+        monkeypatch.setitem(sys.modules, "mnistbench.scratch._kernels", None)  # its import fails...
+        monkeypatch.delattr(sys.modules["mnistbench.scratch"], "_kernels", raising=False)  # ...even once loaded
+        message = "the fused optimizer kernels are not built"
+    else:
+        edited = tmp_path / "kernels.c"
+        edited.write_bytes(fused_kernels.SOURCE.read_bytes() + b"/* edited */\n")
+        monkeypatch.setattr(fused_kernels, "SOURCE", edited)
+        message = "changed since the fused optimizer kernels were built"
+    fused_kernels.kernels.cache_clear()
+    try:
+        assert fused_kernels.kernels() is None
+        with pytest.raises(RuntimeError, match="pip install -e"):
+            Adam({"all": np.zeros(3, np.float32)}, lr=1e-3, fused=True)
+        assert make_optimizer(load_params("params.yaml").models["scratch_adam"], {"all": np.zeros(3)}).kernels is None
+    finally:
+        fused_kernels.kernels.cache_clear()
+    assert message in caplog.text and "pip install -e ." in caplog.text
+
+
+def test_the_kernels_refuse_arrays_that_would_be_misread() -> None:
+    built = fused_kernels.kernels()
+    param, grad = np.zeros(8, np.float32), np.ones(8, np.float32)
+    state = np.zeros(8, np.float32)
+    with pytest.raises(ValueError, match="grad: 7 elements"):
+        built.adagrad(param, grad[:7], state, 0.1, 1e-8, 0.0, False)
+    with pytest.raises(ValueError, match="squared_sum: .* type 'd'"):
+        built.adagrad(param, grad, np.zeros(8), 0.1, 1e-8, 0.0, False)
+    with pytest.raises(ValueError, match="overlaps"):
+        built.adagrad(param, grad, param, 0.1, 1e-8, 0.0, False)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        built.adagrad(np.zeros(8, np.int32), grad, state, 0.1, 1e-8, 0.0, False)
+    with pytest.raises(TypeError, match="an array is needed"):
+        built.sgd(param, grad, None, 0.1, 0.9, 0.0, False, True, False, False)  # momentum without its buffer
+    with pytest.raises(TypeError, match="takes 7 arguments"):
+        built.adagrad(param, grad, state)
+    assert not param.any()  # nothing was written by a refused call
+
+
+def test_the_training_record_names_the_kernels_instruction_set() -> None:
+    backend = backend_of(load_params("params.yaml").models["scratch_adam"], 4)
+    assert backend.describe()["fused_optimizer"] == fused_kernels.kernels().INSTRUCTION_SET
+    assert backend.describe()["fused_optimizer"] in ("avx512f", "avx2", "x86-64 baseline",
+                                                     "baseline (no clones on this platform)")
 
 
 def backend_of(run, rows: int):  # noqa: ANN001, ANN201
@@ -122,35 +168,7 @@ def backend_of(run, rows: int):  # noqa: ANN001, ANN201
                         np.zeros((rows, 784), np.float32), np.zeros(rows, np.int64), threads=1)
 
 
-DEFAULT_ROWS = 55_000  # params.yaml data.n_train
-
-
-@pytest.mark.parametrize(("model", "changes", "rows", "fused"), [
-    ("scratch_sgd", {}, DEFAULT_ROWS, False),  # plain SGD: never
-    ("scratch_adam", {}, DEFAULT_ROWS, True),  # 6,450 steps save ~0.7 s
-    ("scratch_adam", {"epochs": 2}, DEFAULT_ROWS, False),  # 860 steps save less than numba's start-up
-    ("scratch_adam", {"batch_size": 32}, 0, False),  # an evaluate job: no step
-    ("scratch_adam", {"batch_size": 32}, 400, False),  # a small run
-    ("scratch_sgd", {"momentum": 0.9}, DEFAULT_ROWS, True),
-    ("scratch_sgd", {"weight_decay": 1e-4}, DEFAULT_ROWS, True),
-    ("scratch_sgd", {"momentum": 0.9, "epochs": 1}, DEFAULT_ROWS, False),
-])
-def test_the_backend_steps_fused_where_it_pays(model, changes, rows, fused) -> None:  # noqa: ANN001
-    default = load_params("params.yaml").models[model]
-    run = type(default)(**{**default.__dict__, **changes})
-    steps = run.epochs * math.ceil(rows / run.batch_size)
-    assert fused_steps_pay(run, 101_770, steps) is fused
-    assert (backend_of(run, rows).optimizer.kernels is not None) is fused
-
-
-def test_loading_the_kernels_leaves_scipy_blas_unloaded_and_importable() -> None:
-    code = ("import sys, numpy as np\n"
-            "from mnistbench.scratch.optim import Adam\n"
-            "optimizer = Adam({'all': np.zeros(5, np.float32)}, lr=0.1, fused=True)\n"
-            "optimizer.load_kernels()\n"
-            "optimizer.step({'all': np.ones(5, np.float32)})\n"
-            "hidden = 'scipy.linalg.cython_blas' in sys.modules\n"
-            "import scipy.linalg.cython_blas\n"
-            "print(hidden, optimizer.params['all'][0] < 0)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.split() == ["False", "True"]
+@pytest.mark.parametrize("model", ["scratch_sgd", "scratch_adam"])
+def test_the_backend_steps_every_job_fused(model) -> None:
+    """The kernels load in about a millisecond, so every job takes them, plain SGD's and evaluate jobs' included."""
+    assert backend_of(load_params("params.yaml").models[model], 4).optimizer.kernels is fused_kernels.kernels()

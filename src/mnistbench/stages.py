@@ -69,7 +69,7 @@ def stage_code_files(stage: str, root: Path = Path(".")) -> list[str]:
         path = root / entry
         if path.is_dir():
             files += sorted(
-                str(found.relative_to(root)) for found in path.rglob("*") if found.suffix in (".py", ".j2")
+                str(found.relative_to(root)) for found in path.rglob("*") if found.suffix in (".py", ".c", ".j2")
             )
         else:
             files.append(entry)
@@ -163,7 +163,7 @@ def _files(root: Path, path: str) -> list[str]:
     found = root / path
     if found.is_dir():
         return sorted(str(inner.relative_to(root)) for inner in found.rglob("*") if inner.is_file()
-                      and not inner.name.endswith((".pyc", ".part")) and not set(inner.parts) & set(IGNORED))
+                      and not inner.name.endswith((".pyc", ".so", ".part")) and not set(inner.parts) & set(IGNORED))
     return [path] if found.is_file() else []
 
 

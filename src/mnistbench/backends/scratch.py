@@ -2,8 +2,9 @@
 
 It holds the training rows converted once to the model's dtype, gathers each mini-batch into a reused
 buffer, and runs one forward/backward pass and one optimizer step per batch, at the learning rate its schedule
-gives that step. The optimizer sees the whole parameter vector as one array and, where it pays (`fused_steps_pay`),
-steps it with its fused kernel (scratch/fused.py): one loop over all parameters, the bits of the NumPy reference.
+gives that step. The optimizer sees the whole parameter vector as one array and steps it with its fused kernel
+(scratch/kernels.c, loaded by scratch/fused.py): one compiled loop over all parameters, the bits of the NumPy
+reference, which it falls back to where the kernels are not built.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 from mnistbench.backends.fpenv import DENORMALS, denormals_flushed
 from mnistbench.errors import one_of
 from mnistbench.params import RunParams
+from mnistbench.scratch.fused import instruction_set, kernels
 from mnistbench.scratch.network import MLP
 from mnistbench.scratch.optim import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 from mnistbench.scratch.schedules import learning_rates, steps_per_epoch
@@ -35,33 +37,12 @@ OPTIMIZERS = {
 }
 
 
-# Seconds a fused step saves per parameter, inside a whole training job: bench/bench_epoch.py at batch 128 on the idle
-# machine, NumPy reference against fused per epoch (Adam 0.399 against 0.348 s: 118 µs a step of 101,770
-# parameters; SGD with momentum 60 µs, with Nesterov and weight decay 102, Adagrad 123), rounded; docs/optimizers.md.
-SAVED_PER_PARAMETER_STEP = {"sgd": 0.7e-9, "adam": 1.1e-9, "adamw": 1.1e-9, "rmsprop": 1.0e-9, "adagrad": 1.1e-9}
-# What numba costs a fresh job before its first fused step: import ~0.2 s, loading the cached kernel ~0.2 s.
-NUMBA_START_SECONDS = 0.4
-
-
-def fused_steps_pay(run: RunParams, parameters: int, steps: int) -> bool:
-    """Whether a job of `steps` optimizer steps over `parameters` parameters saves more with the fused numba kernel
-    than numba costs it to start (the same bits either way, so the choice never changes a result).
-
-    Never for plain SGD (no momentum, no weight decay): its reference is two passes (`p -= lr * g`).
-    """
-    if run.optimizer == "sgd" and not run.momentum and not run.weight_decay:
-        return False
-    return steps * parameters * SAVED_PER_PARAMETER_STEP[run.optimizer] > NUMBA_START_SECONDS
-
-
-def make_optimizer(run: RunParams, params: dict[str, np.ndarray], steps: int) -> Optimizer:
-    """The optimizer named by run.optimizer over params, with the keys of params.OPTIMIZER_KEYS it reads; its
-    fused kernel loaded when `fused_steps_pay` for a job of `steps` steps (an evaluate job takes none)."""
-    fused = fused_steps_pay(run, sum(array.size for array in params.values()), steps)
-    optimizer = one_of(OPTIMIZERS, run.optimizer, f"models.{run.name}.optimizer")(run, params, fused)
-    if fused:
-        optimizer.load_kernels()
-    return optimizer
+def make_optimizer(run: RunParams, params: dict[str, np.ndarray]) -> Optimizer:
+    """The optimizer named by run.optimizer over params, with the keys of params.OPTIMIZER_KEYS it reads; on its
+    fused path wherever the compiled kernels are built (the same bits either way, so the choice never changes a
+    result: tests/test_scratch_fused.py)."""
+    fused = kernels() is not None
+    return one_of(OPTIMIZERS, run.optimizer, f"models.{run.name}.optimizer")(run, params, fused)
 
 
 class ScratchBackend:
@@ -82,7 +63,7 @@ class ScratchBackend:
         self.dtype = np.dtype(dtype)
         self.network = MLP(weights, self.dtype, activation)
         epoch_steps = steps_per_epoch(len(labels), run.batch_size)
-        self.optimizer = make_optimizer(run, {"all": self.network.flat_params}, epoch_steps * run.epochs)
+        self.optimizer = make_optimizer(run, {"all": self.network.flat_params})
         self.schedule = learning_rates(run.schedule, run.lr, epoch_steps, run.epochs)
         self.steps_taken = 0
         self.images = np.ascontiguousarray(images, dtype=self.dtype)
@@ -141,6 +122,8 @@ class ScratchBackend:
             "numpy": np.__version__,
             "dtype": self.dtype.name,
             "optimizer": type(self.optimizer).__name__,
+            # the fused kernels' instruction set (scratch/kernels.c), or None: the NumPy reference (the same bits)
+            "fused_optimizer": instruction_set() if self.optimizer.kernels else None,
             "deterministic": True,  # single-process NumPy: same inputs, same BLAS threads -> same bytes
             "denormals": DENORMALS,
         }

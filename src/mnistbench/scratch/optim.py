@@ -8,10 +8,10 @@ gradients are read, not modified. All state is arrays shaped like the parameters
 and no array is allocated per step.
 
 Every optimizer has two paths, chosen at construction (`fused`): the readable NumPy reference (`fused=False`,
-a few array passes per tensor, as below) and one numba loop per tensor (`fused=True`, scratch/fused.py), which
-does per element the reference's operations in its order and gives the same bits (tests/test_scratch_fused.py).
-The scratch backend uses the fused path on the network's flat parameter vector wherever it pays
-(backends/scratch.py `fused_steps_pay`).
+a few array passes per tensor, as below) and one compiled C loop per tensor (`fused=True`, scratch/kernels.c
+through scratch/fused.py), which does per element the reference's operations in its order and gives the same bits
+(tests/test_scratch_fused.py). The scratch backend steps the network's flat parameter vector on the fused path
+wherever the kernels are built (backends/scratch.py `make_optimizer`).
 
 Weight decay is L2 (added to the gradient: grad + weight_decay * param) everywhere but AdamW, whose decay is
 decoupled (param *= 1 - lr * weight_decay before the Adam update).
@@ -23,19 +23,15 @@ import math
 
 import numpy as np
 
-
-def _fused_kernels():  # noqa: ANN202
-    """mnistbench.scratch.fused, imported on first use: only a job training on the fast path pays numba's import."""
-    from mnistbench.scratch import fused
-
-    return fused
+from mnistbench.scratch.fused import REBUILD, kernels
 
 
 class Optimizer:
     """What every optimizer shares: the parameters, the learning rate, the step count, work buffers.
 
     params: {name: float array}, updated in place by step(); lr: the learning rate of the next step;
-    fused: step with the one-loop numba kernels (C-contiguous parameters only) instead of the NumPy reference.
+    fused: step with the one-loop compiled kernels (C-contiguous parameters only) instead of the NumPy reference;
+    refused where they are not built (scratch/fused.py `kernels`).
     """
 
     def __init__(self, params: dict[str, np.ndarray], lr: float, weight_decay: float = 0.0,
@@ -44,7 +40,9 @@ class Optimizer:
         self.lr = lr
         self.weight_decay = weight_decay
         self.steps = 0
-        self.kernels = _fused_kernels() if fused else None
+        self.kernels = kernels() if fused else None
+        if fused and self.kernels is None:
+            raise RuntimeError(f"fused optimizer steps need the compiled kernels: {REBUILD}")
         if fused and not all(p.flags.c_contiguous for p in params.values()):
             raise ValueError("fused optimizer steps need C-contiguous parameter arrays")
         self.update_buffers = {} if fused else {name: np.empty_like(p) for name, p in params.items()}
@@ -59,17 +57,6 @@ class Optimizer:
         for name, param in self.params.items():
             self._fused_step(name, param.reshape(-1), np.ascontiguousarray(grads[name]).reshape(-1))
 
-    def load_kernels(self) -> None:
-        """Compile the fused kernel of the steps after the first, or load it from numba's cache (in a fresh process
-        ~0.2 s cached, ~0.35 s compiling), now rather than inside the first training step. Updates nothing (a
-        zero-length call)."""
-        name, param = next(iter(self.params.items()))
-        empty = param.reshape(-1)[:0]
-        self.steps += 1  # the settings of step 2 onwards
-        with self.kernels.without_scipy_blas():
-            self._fused_step(name, empty, empty)
-        self.steps -= 1
-
     def _reference_step(self, grads: dict[str, np.ndarray]) -> None:
         raise NotImplementedError
 
@@ -77,9 +64,10 @@ class Optimizer:
         """The kernel's update of one tensor; param, grad: flat (size,) views."""
         raise NotImplementedError
 
-    def _flat_state(self, state: dict[str, np.ndarray], name: str) -> np.ndarray:
-        """state[name] as a flat view, or an empty array of the parameters' dtype where the settings keep none."""
-        return state[name].reshape(-1) if name in state else self.params[name][:0].reshape(-1)
+    @staticmethod
+    def _flat_state(state: dict[str, np.ndarray], name: str) -> np.ndarray | None:
+        """state[name] as a flat view, or None where the settings keep none."""
+        return state[name].reshape(-1) if name in state else None
 
     def _state(self, fill: float = 0.0) -> dict[str, np.ndarray]:
         """One array per parameter, filled with `fill`."""
@@ -112,8 +100,8 @@ class SGD(Optimizer):
 
     def _fused_step(self, name: str, param: np.ndarray, grad: np.ndarray) -> None:
         first_step = self.steps == 1 and bool(self.momentum)  # only the momentum buffer starts differently
-        kernel = self.kernels.sgd_kernel(bool(self.weight_decay), bool(self.momentum), self.nesterov, first_step)
-        kernel(param, grad, self._flat_state(self.velocity, name), self.lr, self.momentum, self.weight_decay)
+        self.kernels.sgd(param, grad, self._flat_state(self.velocity, name), self.lr, self.momentum, self.weight_decay,
+                         bool(self.weight_decay), bool(self.momentum), self.nesterov, first_step)
 
     def _reference_step(self, grads: dict[str, np.ndarray]) -> None:
         for name, param in self.params.items():
@@ -169,9 +157,9 @@ class Adam(Optimizer):
 
     def _fused_step(self, name: str, param: np.ndarray, grad: np.ndarray) -> None:
         denominator_shift, step_scale = self._scalars()
-        kernel = self.kernels.adam_kernel(bool(self.weight_decay), self.shrink != 1.0)
-        kernel(param, grad, self.scaled_first_moment[name].reshape(-1), self.scaled_second_moment[name].reshape(-1),
-               self.beta1, self.beta2, denominator_shift, step_scale, self.weight_decay, self.shrink)
+        self.kernels.adam(param, grad, self.scaled_first_moment[name].reshape(-1),
+                          self.scaled_second_moment[name].reshape(-1), self.beta1, self.beta2, denominator_shift,
+                          step_scale, self.weight_decay, self.shrink, bool(self.weight_decay), self.shrink != 1.0)
 
     def _reference_step(self, grads: dict[str, np.ndarray]) -> None:
         denominator_shift, step_scale = self._scalars()
@@ -234,9 +222,10 @@ class RMSprop(Optimizer):
         self.velocity = self._state() if momentum else {}
 
     def _fused_step(self, name: str, param: np.ndarray, grad: np.ndarray) -> None:
-        kernel = self.kernels.rmsprop_kernel(bool(self.weight_decay), bool(self.momentum), self.centered)
-        kernel(param, grad, self.square_average[name].reshape(-1), self._flat_state(self.gradient_average, name),
-               self._flat_state(self.velocity, name), self.lr, self.alpha, self.eps, self.momentum, self.weight_decay)
+        self.kernels.rmsprop(param, grad, self.square_average[name].reshape(-1),
+                             self._flat_state(self.gradient_average, name), self._flat_state(self.velocity, name),
+                             self.lr, self.alpha, self.eps, self.momentum, self.weight_decay, bool(self.weight_decay),
+                             bool(self.momentum), self.centered)
 
     def _reference_step(self, grads: dict[str, np.ndarray]) -> None:
         for name, param in self.params.items():
@@ -284,8 +273,8 @@ class Adagrad(Optimizer):
         self.squared_sum = self._state(initial_accumulator_value)
 
     def _fused_step(self, name: str, param: np.ndarray, grad: np.ndarray) -> None:
-        kernel = self.kernels.adagrad_kernel(bool(self.weight_decay))
-        kernel(param, grad, self.squared_sum[name].reshape(-1), self.lr, self.eps, self.weight_decay)
+        self.kernels.adagrad(param, grad, self.squared_sum[name].reshape(-1), self.lr, self.eps, self.weight_decay,
+                             bool(self.weight_decay))
 
     def _reference_step(self, grads: dict[str, np.ndarray]) -> None:
         for name, param in self.params.items():
