@@ -1,6 +1,7 @@
-"""The fused optimizer steps (scratch/kernels.c, one compiled loop per optimizer) give the same BITS as the NumPy
-reference (scratch/optim.py, fused=False) on the same machine: every optimizer, each boolean both ways, non-zero
-weight decay, float32 and float64, over many steps with a learning rate that changes every step."""
+"""The compiled kernels (scratch/kernels.c) give the same BITS as the NumPy reference on the same machine: the fused
+optimizer steps against scratch/optim.py with fused=False (every optimizer, each boolean both ways, non-zero weight
+decay, float32 and float64, many steps with a learning rate that changes every step), and the fused loss against
+scratch/losses.py softmax_cross_entropy."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from mnistbench.backends import make_backend
 from mnistbench.backends.scratch import make_optimizer
 from mnistbench.params import load_params
 from mnistbench.scratch import fused as fused_kernels
+from mnistbench.scratch.losses import softmax_cross_entropy, softmax_cross_entropy_fused
 from mnistbench.scratch.optim import SGD, Adagrad, Adam, AdamW, RMSprop
 from mnistbench.training import initial_weights
 
@@ -172,3 +174,47 @@ def backend_of(run, rows: int):  # noqa: ANN001, ANN201
 def test_the_backend_steps_every_job_fused(model) -> None:
     """The kernels load in about a millisecond, so every job takes them, plain SGD's and evaluate jobs' included."""
     assert backend_of(load_params("params.yaml").models[model], 4).optimizer.kernels is fused_kernels.kernels()
+
+
+def fused_and_reference_loss(logits: np.ndarray, labels: np.ndarray) -> tuple[tuple, tuple]:
+    """(loss, gradient bytes) of both loss paths on copies of the Fortran-ordered logits."""
+    n = len(labels)
+    work = (np.empty(n, logits.dtype), np.empty(n, logits.dtype), np.empty(n, np.float64))
+    reference = softmax_cross_entropy(logits.copy(order="F"), labels, inplace=True)
+    fused = softmax_cross_entropy_fused(logits.copy(order="F"), labels, fused_kernels.kernels(), work)
+    return (fused[0], fused[1].tobytes()), (reference[0], reference[1].tobytes())
+
+
+# Batch sizes of every kind of pairwise summation NumPy does: under 8, one block of up to 128 (the default batches
+# and an epoch's last: 55,000 rows leave 24 at batch 32, 88 at 128), and the recursive split of a full batch.
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows", [1, 7, 8, 24, 32, 88, 128, 129, 1000, 55_000])
+def test_fused_loss_gives_the_bits_of_the_reference(rows, dtype) -> None:
+    rng = np.random.default_rng(rows)
+    labels = rng.integers(0, 10, rows)
+    for scale in (0.1, 5.0, 1e4):  # 1e4: most exps underflow to 0, as in the stability tests
+        logits = np.asfortranarray(rng.normal(scale=scale, size=(rows, 10)).astype(dtype))
+        fused, reference = fused_and_reference_loss(logits, labels)
+        assert fused == reference, scale
+
+
+def test_fused_loss_is_not_finite_where_the_reference_is_not() -> None:
+    logits = np.asfortranarray(np.random.default_rng(0).normal(size=(32, 10)).astype(np.float32))
+    labels = np.arange(32) % 10
+    for value in (np.nan, np.inf, -np.inf):
+        broken = logits.copy(order="F")
+        broken[5, 3] = value
+        with np.errstate(invalid="ignore"):  # the reference's inf - inf
+            (fused_loss, _), (reference_loss, _) = fused_and_reference_loss(broken, labels)
+        assert math.isfinite(fused_loss) == math.isfinite(reference_loss), value
+        assert math.isnan(fused_loss) == math.isnan(reference_loss), value
+
+
+def test_the_fused_loss_refuses_labels_that_are_not_classes() -> None:
+    logits = np.zeros((4, 10), np.float32, order="F")
+    with pytest.raises(IndexError, match="labels: 10 is not a class of 10"):
+        fused_kernels.kernels().loss_shift(logits, np.array([0, 1, 10, 2]), np.empty(4, np.float32))
+    with pytest.raises(ValueError, match=r"true_shifted: \(4,\) of float32"):
+        fused_kernels.kernels().loss_shift(logits, np.array([0, 1, 2, 3]), np.empty(4, np.float64))
+    with pytest.raises(ValueError, match="not Fortran contiguous"):  # a C-ordered array is not what the loops read
+        fused_kernels.kernels().loss_shift(np.zeros((4, 10), np.float32), np.arange(4), np.empty(4, np.float32))

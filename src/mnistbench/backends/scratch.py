@@ -9,6 +9,7 @@ reference, which it falls back to where the kernels are not built.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -61,10 +62,11 @@ class ScratchBackend:
         dtype: np.dtype, threads: int = 1, activation: str = "relu",
     ) -> None:
         self.dtype = np.dtype(dtype)
-        self.network = MLP(weights, self.dtype, activation)
+        self.network = MLP(weights, self.dtype, activation, kernels())
         epoch_steps = steps_per_epoch(len(labels), run.batch_size)
         self.optimizer = make_optimizer(run, {"all": self.network.flat_params})
         self.schedule = learning_rates(run.schedule, run.lr, epoch_steps, run.epochs)
+        self._rates = self.schedule.tolist()  # Python floats, read one a step
         self.steps_taken = 0
         self.images = np.ascontiguousarray(images, dtype=self.dtype)
         self.labels = np.asarray(labels, dtype=np.int64)
@@ -86,8 +88,9 @@ class ScratchBackend:
         with denormals_flushed():  # the same bytes, without Intel's slow path for subnormals (backends/fpenv.py)
             for step, rows in enumerate(batches):
                 images, labels = self._gather(rows)
-                losses[step], _ = self.network.loss_and_gradients(images, labels)
-                if not np.isfinite(losses[step]):
+                loss, _ = self.network.loss_and_gradients(images, labels)
+                losses[step] = loss
+                if not math.isfinite(loss):
                     return losses[: step + 1]
                 self.optimizer.lr = self._learning_rate(self.steps_taken)
                 self.optimizer.step(all_grads)
@@ -99,7 +102,7 @@ class ScratchBackend:
 
         A Python float: a NumPy float64 scalar would promote a float32 update to float64 (NEP 50).
         """
-        return float(self.schedule[min(step, len(self.schedule) - 1)])
+        return self._rates[min(step, len(self._rates) - 1)]
 
     def learning_rates(self) -> np.ndarray:
         """float64 (steps taken,): the learning rate of every optimizer step so far, in order."""

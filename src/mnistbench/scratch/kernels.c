@@ -23,6 +23,7 @@
 #include <Python.h>
 #include <math.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <string.h>
 
 #ifndef KERNELS_SOURCE_SHA256
@@ -43,69 +44,69 @@
 
 /* --- the loops, for one float type T ------------------------------------------------------------------------- */
 
-#define DEFINE_LOOPS(T, SQRT)                                                                                    \
-    INLINE void sgd_loop_##T(T *restrict param, const T *restrict grad, T *restrict velocity, Py_ssize_t n,      \
-                             T lr, T momentum, T weight_decay, bool decay, bool use_momentum, bool nesterov,     \
-                             bool first_step) {                                                                  \
-        for (Py_ssize_t i = 0; i < n; i++) {                                                                     \
-            T direction = decay ? param[i] * weight_decay + grad[i] : grad[i];                                   \
-            if (use_momentum) {                                                                                  \
-                T buf = first_step ? direction : velocity[i] * momentum + direction;                             \
-                velocity[i] = buf;                                                                               \
-                direction = nesterov ? buf * momentum + direction : buf;                                         \
-            }                                                                                                    \
-            param[i] = param[i] - direction * lr;                                                                \
-        }                                                                                                        \
-    }                                                                                                            \
-                                                                                                                 \
-    INLINE void adam_loop_##T(T *restrict param, const T *restrict grad, T *restrict first, T *restrict second,  \
-                              Py_ssize_t n, T beta1, T beta2, T denominator_shift, T step_scale, T weight_decay, \
-                              T shrink, bool decay, bool decoupled) {                                            \
-        for (Py_ssize_t i = 0; i < n; i++) {                                                                     \
-            if (decoupled)                                                                                       \
-                param[i] = param[i] * shrink;                                                                    \
-            T g = decay ? param[i] * weight_decay + grad[i] : grad[i];                                           \
-            T m = first[i] * beta1 + g;                                                                          \
-            first[i] = m;                                                                                        \
-            T v = second[i] * beta2 + g * g;                                                                     \
-            second[i] = v;                                                                                       \
-            param[i] = param[i] - m / (SQRT(v) + denominator_shift) * step_scale;                                \
-        }                                                                                                        \
-    }                                                                                                            \
-                                                                                                                 \
-    INLINE void rmsprop_loop_##T(T *restrict param, const T *restrict grad, T *restrict square,                  \
-                                 T *restrict average, T *restrict velocity, Py_ssize_t n, T lr, T alpha, T rest, \
-                                 T eps, T momentum, T weight_decay, bool decay, bool use_momentum,               \
-                                 bool centered) {                                                                \
-        for (Py_ssize_t i = 0; i < n; i++) {                                                                     \
-            T g = decay ? param[i] * weight_decay + grad[i] : grad[i];                                           \
-            T s = square[i] * alpha + g * rest * g;                                                              \
-            square[i] = s;                                                                                       \
-            T denominator;                                                                                       \
-            if (centered) {                                                                                      \
-                T a = average[i] + (g - average[i]) * rest;                                                      \
-                average[i] = a;                                                                                  \
-                denominator = SQRT(s - a * a) + eps;                                                             \
-            } else {                                                                                             \
-                denominator = SQRT(s) + eps;                                                                     \
-            }                                                                                                    \
-            T update = g / denominator;                                                                          \
-            if (use_momentum) {                                                                                  \
-                update = velocity[i] * momentum + update;                                                        \
-                velocity[i] = update;                                                                            \
-            }                                                                                                    \
-            param[i] = param[i] - update * lr;                                                                   \
-        }                                                                                                        \
-    }                                                                                                            \
-                                                                                                                 \
-    INLINE void adagrad_loop_##T(T *restrict param, const T *restrict grad, T *restrict squared_sum,             \
-                                 Py_ssize_t n, T lr, T eps, T weight_decay, bool decay) {                        \
-        for (Py_ssize_t i = 0; i < n; i++) {                                                                     \
-            T g = decay ? param[i] * weight_decay + grad[i] : grad[i];                                           \
-            T s = squared_sum[i] + g * g;                                                                        \
-            squared_sum[i] = s;                                                                                  \
-            param[i] = param[i] - g / (SQRT(s) + eps) * lr;                                                      \
-        }                                                                                                        \
+#define DEFINE_LOOPS(T, SQRT)                                                                                      \
+    INLINE void sgd_loop_##T(T *restrict param, const T *restrict grad, T *restrict velocity, Py_ssize_t n,        \
+                             T lr, T momentum, T weight_decay, bool decay, bool use_momentum, bool nesterov,       \
+                             bool first_step) {                                                                    \
+        for (Py_ssize_t i = 0; i < n; i++) {                                                                       \
+            T direction = decay ? param[i] * weight_decay + grad[i] : grad[i];                                     \
+            if (use_momentum) {                                                                                    \
+                T buf = first_step ? direction : velocity[i] * momentum + direction;                               \
+                velocity[i] = buf;                                                                                 \
+                direction = nesterov ? buf * momentum + direction : buf;                                           \
+            }                                                                                                      \
+            param[i] = param[i] - direction * lr;                                                                  \
+        }                                                                                                          \
+    }                                                                                                              \
+                                                                                                                   \
+    INLINE void adam_loop_##T(T *restrict param, const T *restrict grad, T *restrict first, T *restrict second,    \
+                              Py_ssize_t n, T beta1, T beta2, T denominator_shift, T step_scale, T weight_decay,   \
+                              T shrink, bool decay, bool decoupled) {                                              \
+        for (Py_ssize_t i = 0; i < n; i++) {                                                                       \
+            if (decoupled)                                                                                         \
+                param[i] = param[i] * shrink;                                                                      \
+            T g = decay ? param[i] * weight_decay + grad[i] : grad[i];                                             \
+            T m = first[i] * beta1 + g;                                                                            \
+            first[i] = m;                                                                                          \
+            T v = second[i] * beta2 + g * g;                                                                       \
+            second[i] = v;                                                                                         \
+            param[i] = param[i] - m / (SQRT(v) + denominator_shift) * step_scale;                                  \
+        }                                                                                                          \
+    }                                                                                                              \
+                                                                                                                   \
+    INLINE void rmsprop_loop_##T(T *restrict param, const T *restrict grad, T *restrict square,                    \
+                                 T *restrict average, T *restrict velocity, Py_ssize_t n, T lr, T alpha, T rest,   \
+                                 T eps, T momentum, T weight_decay, bool decay, bool use_momentum,                 \
+                                 bool centered) {                                                                  \
+        for (Py_ssize_t i = 0; i < n; i++) {                                                                       \
+            T g = decay ? param[i] * weight_decay + grad[i] : grad[i];                                             \
+            T s = square[i] * alpha + g * rest * g;                                                                \
+            square[i] = s;                                                                                         \
+            T denominator;                                                                                         \
+            if (centered) {                                                                                        \
+                T a = average[i] + (g - average[i]) * rest;                                                        \
+                average[i] = a;                                                                                    \
+                denominator = SQRT(s - a * a) + eps;                                                               \
+            } else {                                                                                               \
+                denominator = SQRT(s) + eps;                                                                       \
+            }                                                                                                      \
+            T update = g / denominator;                                                                            \
+            if (use_momentum) {                                                                                    \
+                update = velocity[i] * momentum + update;                                                          \
+                velocity[i] = update;                                                                              \
+            }                                                                                                      \
+            param[i] = param[i] - update * lr;                                                                     \
+        }                                                                                                          \
+    }                                                                                                              \
+                                                                                                                   \
+    INLINE void adagrad_loop_##T(T *restrict param, const T *restrict grad, T *restrict squared_sum,               \
+                                 Py_ssize_t n, T lr, T eps, T weight_decay, bool decay) {                          \
+        for (Py_ssize_t i = 0; i < n; i++) {                                                                       \
+            T g = decay ? param[i] * weight_decay + grad[i] : grad[i];                                             \
+            T s = squared_sum[i] + g * g;                                                                          \
+            squared_sum[i] = s;                                                                                    \
+            param[i] = param[i] - g / (SQRT(s) + eps) * lr;                                                        \
+        }                                                                                                          \
     }
 
 DEFINE_LOOPS(float, sqrtf)
@@ -118,54 +119,54 @@ DEFINE_LOOPS(double, sqrt)
 #define CASES3(CALL) CASES2(CALL) CALL(4) CALL(5) CALL(6) CALL(7)
 #define CASES4(CALL) CASES3(CALL) CALL(8) CALL(9) CALL(10) CALL(11) CALL(12) CALL(13) CALL(14) CALL(15)
 
-#define DEFINE_DISPATCH(T)                                                                                       \
-    CLONED static void sgd_##T(T *param, const T *grad, T *velocity, Py_ssize_t n, T lr, T momentum,             \
-                               T weight_decay, unsigned flags) {                                                 \
-        switch (flags) {                                                                                         \
-        /* flags: decay, use_momentum, nesterov, first_step */                                                   \
-            CASES4(SGD_CASE_##T)                                                                                 \
-        }                                                                                                        \
-    }                                                                                                            \
-    CLONED static void adam_##T(T *param, const T *grad, T *first, T *second, Py_ssize_t n, T beta1, T beta2,    \
-                                T denominator_shift, T step_scale, T weight_decay, T shrink, unsigned flags) {   \
-        switch (flags) { /* flags: decay, decoupled */                                                           \
-            CASES2(ADAM_CASE_##T)                                                                                \
-        }                                                                                                        \
-    }                                                                                                            \
-    CLONED static void rmsprop_##T(T *param, const T *grad, T *square, T *average, T *velocity, Py_ssize_t n,    \
-                                   T lr, T alpha, T rest, T eps, T momentum, T weight_decay, unsigned flags) {   \
-        switch (flags) { /* flags: decay, use_momentum, centered */                                              \
-            CASES3(RMSPROP_CASE_##T)                                                                             \
-        }                                                                                                        \
-    }                                                                                                            \
-    CLONED static void adagrad_##T(T *param, const T *grad, T *squared_sum, Py_ssize_t n, T lr, T eps,           \
-                                   T weight_decay, unsigned flags) {                                             \
-        switch (flags) { /* flags: decay */                                                                      \
-        case 0:                                                                                                  \
-            adagrad_loop_##T(param, grad, squared_sum, n, lr, eps, weight_decay, false);                         \
-            break;                                                                                               \
-        case 1:                                                                                                  \
-            adagrad_loop_##T(param, grad, squared_sum, n, lr, eps, weight_decay, true);                          \
-            break;                                                                                               \
-        }                                                                                                        \
+#define DEFINE_DISPATCH(T)                                                                                         \
+    CLONED static void sgd_##T(T *param, const T *grad, T *velocity, Py_ssize_t n, T lr, T momentum,               \
+                               T weight_decay, unsigned flags) {                                                   \
+        switch (flags) {                                                                                           \
+        /* flags: decay, use_momentum, nesterov, first_step */                                                     \
+            CASES4(SGD_CASE_##T)                                                                                   \
+        }                                                                                                          \
+    }                                                                                                              \
+    CLONED static void adam_##T(T *param, const T *grad, T *first, T *second, Py_ssize_t n, T beta1, T beta2,      \
+                                T denominator_shift, T step_scale, T weight_decay, T shrink, unsigned flags) {     \
+        switch (flags) { /* flags: decay, decoupled */                                                             \
+            CASES2(ADAM_CASE_##T)                                                                                  \
+        }                                                                                                          \
+    }                                                                                                              \
+    CLONED static void rmsprop_##T(T *param, const T *grad, T *square, T *average, T *velocity, Py_ssize_t n,      \
+                                   T lr, T alpha, T rest, T eps, T momentum, T weight_decay, unsigned flags) {     \
+        switch (flags) { /* flags: decay, use_momentum, centered */                                                \
+            CASES3(RMSPROP_CASE_##T)                                                                               \
+        }                                                                                                          \
+    }                                                                                                              \
+    CLONED static void adagrad_##T(T *param, const T *grad, T *squared_sum, Py_ssize_t n, T lr, T eps,             \
+                                   T weight_decay, unsigned flags) {                                               \
+        switch (flags) { /* flags: decay */                                                                        \
+        case 0:                                                                                                    \
+            adagrad_loop_##T(param, grad, squared_sum, n, lr, eps, weight_decay, false);                           \
+            break;                                                                                                 \
+        case 1:                                                                                                    \
+            adagrad_loop_##T(param, grad, squared_sum, n, lr, eps, weight_decay, true);                            \
+            break;                                                                                                 \
+        }                                                                                                          \
     }
 
-#define SGD_CASE(T, F)                                                                                           \
-    case F: {                                                                                                    \
-        sgd_loop_##T(param, grad, velocity, n, lr, momentum, weight_decay, B(F, 0), B(F, 1), B(F, 2), B(F, 3));  \
-        break;                                                                                                   \
+#define SGD_CASE(T, F)                                                                                             \
+    case F: {                                                                                                      \
+        sgd_loop_##T(param, grad, velocity, n, lr, momentum, weight_decay, B(F, 0), B(F, 1), B(F, 2), B(F, 3));    \
+        break;                                                                                                     \
     }
-#define ADAM_CASE(T, F)                                                                                          \
-    case F: {                                                                                                    \
-        adam_loop_##T(param, grad, first, second, n, beta1, beta2, denominator_shift, step_scale, weight_decay,  \
-                      shrink, B(F, 0), B(F, 1));                                                                 \
-        break;                                                                                                   \
+#define ADAM_CASE(T, F)                                                                                            \
+    case F: {                                                                                                      \
+        adam_loop_##T(param, grad, first, second, n, beta1, beta2, denominator_shift, step_scale, weight_decay,    \
+                      shrink, B(F, 0), B(F, 1));                                                                   \
+        break;                                                                                                     \
     }
-#define RMSPROP_CASE(T, F)                                                                                       \
-    case F: {                                                                                                    \
-        rmsprop_loop_##T(param, grad, square, average, velocity, n, lr, alpha, rest, eps, momentum,              \
-                         weight_decay, B(F, 0), B(F, 1), B(F, 2));                                               \
-        break;                                                                                                   \
+#define RMSPROP_CASE(T, F)                                                                                         \
+    case F: {                                                                                                      \
+        rmsprop_loop_##T(param, grad, square, average, velocity, n, lr, alpha, rest, eps, momentum,                \
+                         weight_decay, B(F, 0), B(F, 1), B(F, 2));                                                 \
+        break;                                                                                                     \
     }
 #define SGD_CASE_float(F) SGD_CASE(float, F)
 #define SGD_CASE_double(F) SGD_CASE(double, F)
@@ -179,37 +180,55 @@ DEFINE_DISPATCH(double)
 
 /* --- arguments ----------------------------------------------------------------------------------------------- */
 
-/* The arrays of one call: index 0 is param, which sets the type ('f' or 'd') and the element count. */
-typedef struct {
-    Py_buffer views[5];
-    bool held[5];
-    int count;
-    char type;
-    Py_ssize_t n;
-} Arrays;
+#define MAX_ARRAYS 5
+#define ALWAYS -1
 
-static void release(Arrays *arrays) {
-    for (int k = 0; k < arrays->count; k++)
-        if (arrays->held[k])
-            PyBuffer_Release(&arrays->views[k]);
+/* What a Python-facing function takes: args = arrays, then scalars (as doubles), then booleans (packed into
+ * `flags`, bit k the k-th). Array k is written where bit k of `written` is set, and used only where flag bit
+ * `used_if[k]` is set (ALWAYS: every call); array 0 is param, which sets the type and the element count. */
+typedef struct {
+    const char *function;
+    int n_arrays, n_scalars, n_flags;
+    const char *names[MAX_ARRAYS];
+    unsigned written;
+    int used_if[MAX_ARRAYS];
+} Signature;
+
+/* One call's arguments, read per its Signature. */
+typedef struct {
+    Py_buffer views[MAX_ARRAYS];
+    bool held[MAX_ARRAYS];
+    int count;
+    char type; /* 'f' (float32) or 'd' (float64) */
+    Py_ssize_t n;
+    double scalars[6];
+    unsigned flags;
+} Call;
+
+static void release(Call *call) {
+    for (int k = 0; k < call->count; k++)
+        if (call->held[k])
+            PyBuffer_Release(&call->views[k]);
 }
 
-/* Acquire `object` as the next array of the call, or skip it where the settings do not `use` it (any object,
- * None included); 0 on success, -1 with a Python error set. */
-static int acquire(Arrays *arrays, PyObject *object, const char *name, bool writable, bool use) {
-    int k = arrays->count++;
-    arrays->held[k] = false;
-    if (!use)
-        return 0;
+static void *data(const Call *call, int k) { return call->held[k] ? call->views[k].buf : NULL; }
+
+/* Array k of the call from `object`; 0 on success, -1 with a Python error set. */
+static int acquire(Call *call, const Signature *sig, int k, PyObject *object) {
+    const char *name = sig->names[k];
+    call->held[k] = false;
+    call->count = k + 1;
+    if (sig->used_if[k] != ALWAYS && !((call->flags >> sig->used_if[k]) & 1u))
+        return 0; /* unused under these settings: any object, None included */
     if (object == Py_None) {
         PyErr_Format(PyExc_TypeError, "%s: an array is needed, not None", name);
         return -1;
     }
-    int request = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
-    if (PyObject_GetBuffer(object, &arrays->views[k], request) < 0)
+    int request = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (((sig->written >> k) & 1u) ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(object, &call->views[k], request) < 0)
         return -1;
-    arrays->held[k] = true;
-    Py_buffer *view = &arrays->views[k];
+    call->held[k] = true;
+    Py_buffer *view = &call->views[k];
     char type = (view->format && strlen(view->format) == 1) ? view->format[0] : '?';
     if ((type != 'f' || view->itemsize != 4) && (type != 'd' || view->itemsize != 8)) {
         PyErr_Format(PyExc_TypeError, "%s: float32 or float64 elements are needed, not format '%s'", name,
@@ -218,176 +237,273 @@ static int acquire(Arrays *arrays, PyObject *object, const char *name, bool writ
     }
     Py_ssize_t n = view->len / view->itemsize;
     if (k == 0) {
-        arrays->type = type;
-        arrays->n = n;
+        call->type = type;
+        call->n = n;
         return 0;
     }
-    if (type != arrays->type || n != arrays->n) {
+    if (type != call->type || n != call->n) {
         PyErr_Format(PyExc_ValueError, "%s: %zd elements of type '%c' where param has %zd of type '%c'", name, n,
-                     type, arrays->n, arrays->type);
+                     type, call->n, call->type);
         return -1;
     }
     for (int other = 0; other < k; other++) {
-        if (!arrays->held[other])
-            continue;
-        const char *a = view->buf, *b = arrays->views[other].buf;
-        if (n && a < b + arrays->views[other].len && b < a + view->len) {
-            PyErr_Format(PyExc_ValueError, "%s overlaps another array of the call", name);
+        const char *a = view->buf, *b = call->views[other].buf;
+        if (call->held[other] && n && a < b + call->views[other].len && b < a + view->len) {
+            PyErr_Format(PyExc_ValueError, "%s overlaps %s", name, sig->names[other]);
             return -1;
         }
     }
     return 0;
 }
 
-static void *data(Arrays *arrays, int k) { return arrays->held[k] ? arrays->views[k].buf : NULL; }
-
-/* args[first..first+count) as doubles; -1 with a Python error set. */
-static int scalars(PyObject *const *args, Py_ssize_t first, Py_ssize_t count, double *out) {
-    for (Py_ssize_t k = 0; k < count; k++) {
-        out[k] = PyFloat_AsDouble(args[first + k]);
-        if (out[k] == -1.0 && PyErr_Occurred())
+/* Read args per `sig` into *call; 0 on success, -1 with a Python error set and nothing held. */
+static int parse(PyObject *const *args, Py_ssize_t nargs, const Signature *sig, Call *call) {
+    Py_ssize_t expected = sig->n_arrays + sig->n_scalars + sig->n_flags;
+    call->count = 0;
+    call->flags = 0;
+    if (nargs != expected) {
+        PyErr_Format(PyExc_TypeError, "%s() takes %zd arguments (%zd given)", sig->function, expected, nargs);
+        return -1;
+    }
+    for (int k = 0; k < sig->n_scalars; k++) {
+        call->scalars[k] = PyFloat_AsDouble(args[sig->n_arrays + k]);
+        if (call->scalars[k] == -1.0 && PyErr_Occurred())
             return -1;
     }
-    return 0;
-}
-
-/* args[first..first+count) as truth values packed into bits 0.. of *flags; -1 with a Python error set. */
-static int booleans(PyObject *const *args, Py_ssize_t first, Py_ssize_t count, unsigned *flags) {
-    *flags = 0;
-    for (Py_ssize_t k = 0; k < count; k++) {
-        int truth = PyObject_IsTrue(args[first + k]);
+    for (int k = 0; k < sig->n_flags; k++) {
+        int truth = PyObject_IsTrue(args[sig->n_arrays + sig->n_scalars + k]);
         if (truth < 0)
             return -1;
-        *flags |= (unsigned)truth << k;
+        call->flags |= (unsigned)truth << k;
+    }
+    for (int k = 0; k < sig->n_arrays; k++) {
+        if (acquire(call, sig, k, args[k]) < 0) {
+            release(call);
+            return -1;
+        }
     }
     return 0;
 }
 
-static int check_count(const char *function, Py_ssize_t given, Py_ssize_t expected) {
-    if (given == expected)
-        return 0;
-    PyErr_Format(PyExc_TypeError, "%s() takes %zd arguments (%zd given)", function, expected, given);
-    return -1;
-}
+/* --- the Python functions: parse, run the loop of the arrays' type without the GIL, release ------------------ */
 
-/* --- the Python functions ------------------------------------------------------------------------------------ */
+#define ARRAY(T, k) ((T *)data(&call, k))
+#define SCALAR(T, k) ((T)call.scalars[k])
 
+static const Signature SGD = {"sgd", 3, 3, 4, {"param", "grad", "velocity"}, 0x5u, {ALWAYS, ALWAYS, 1}};
 PyDoc_STRVAR(sgd_doc, "sgd(param, grad, velocity, lr, momentum, weight_decay, decay, use_momentum, nesterov, "
                       "first_step)\n\nscratch/optim.py SGD; velocity may be None without momentum.");
+#define SGD_CALL(T)                                                                                                \
+    sgd_##T(ARRAY(T, 0), ARRAY(T, 1), ARRAY(T, 2), call.n, SCALAR(T, 0), SCALAR(T, 1), SCALAR(T, 2), call.flags)
 
-static PyObject *py_sgd(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    Arrays arrays = {.count = 0};
-    double s[3];
-    unsigned flags;
-    if (check_count("sgd", nargs, 10) < 0)
-        return NULL;
-    if (scalars(args, 3, 3, s) < 0 || booleans(args, 6, 4, &flags) < 0)
-        return NULL;
-    bool use_momentum = flags & 2u;
-    if (acquire(&arrays, args[0], "param", true, true) < 0 || acquire(&arrays, args[1], "grad", false, true) < 0
-        || acquire(&arrays, args[2], "velocity", true, use_momentum) < 0) {
-        release(&arrays);
-        return NULL;
-    }
-    Py_BEGIN_ALLOW_THREADS
-    if (arrays.type == 'f')
-        sgd_float(data(&arrays, 0), data(&arrays, 1), data(&arrays, 2), arrays.n, (float)s[0], (float)s[1],
-                  (float)s[2], flags);
-    else
-        sgd_double(data(&arrays, 0), data(&arrays, 1), data(&arrays, 2), arrays.n, s[0], s[1], s[2], flags);
-    Py_END_ALLOW_THREADS
-    release(&arrays);
-    Py_RETURN_NONE;
-}
-
+static const Signature ADAM = {"adam", 4, 6, 2, {"param", "grad", "first", "second"}, 0xDu,
+                               {ALWAYS, ALWAYS, ALWAYS, ALWAYS}};
 PyDoc_STRVAR(adam_doc, "adam(param, grad, first, second, beta1, beta2, denominator_shift, step_scale, weight_decay, "
                        "shrink, decay, decoupled)\n\nscratch/optim.py Adam / AdamW on the scaled moments; decoupled "
                        "is AdamW's param *= shrink first.");
+#define ADAM_CALL(T)                                                                                               \
+    adam_##T(ARRAY(T, 0), ARRAY(T, 1), ARRAY(T, 2), ARRAY(T, 3), call.n, SCALAR(T, 0), SCALAR(T, 1), SCALAR(T, 2), \
+             SCALAR(T, 3), SCALAR(T, 4), SCALAR(T, 5), call.flags)
 
-static PyObject *py_adam(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    Arrays arrays = {.count = 0};
-    double s[6];
-    unsigned flags;
-    if (check_count("adam", nargs, 12) < 0)
-        return NULL;
-    if (scalars(args, 4, 6, s) < 0 || booleans(args, 10, 2, &flags) < 0)
-        return NULL;
-    if (acquire(&arrays, args[0], "param", true, true) < 0 || acquire(&arrays, args[1], "grad", false, true) < 0
-        || acquire(&arrays, args[2], "first", true, true) < 0
-        || acquire(&arrays, args[3], "second", true, true) < 0) {
-        release(&arrays);
-        return NULL;
-    }
-    Py_BEGIN_ALLOW_THREADS
-    if (arrays.type == 'f')
-        adam_float(data(&arrays, 0), data(&arrays, 1), data(&arrays, 2), data(&arrays, 3), arrays.n, (float)s[0],
-                   (float)s[1], (float)s[2], (float)s[3], (float)s[4], (float)s[5], flags);
-    else
-        adam_double(data(&arrays, 0), data(&arrays, 1), data(&arrays, 2), data(&arrays, 3), arrays.n, s[0], s[1],
-                    s[2], s[3], s[4], s[5], flags);
-    Py_END_ALLOW_THREADS
-    release(&arrays);
-    Py_RETURN_NONE;
-}
-
+static const Signature RMSPROP = {"rmsprop", 5, 5, 3, {"param", "grad", "square", "average", "velocity"}, 0x1Du,
+                                  {ALWAYS, ALWAYS, ALWAYS, 2, 1}};
 PyDoc_STRVAR(rmsprop_doc, "rmsprop(param, grad, square, average, velocity, lr, alpha, eps, momentum, weight_decay, "
                           "decay, use_momentum, centered)\n\nscratch/optim.py RMSprop; average may be None unless "
                           "centered, velocity unless momentum.");
+/* rest: 1 - alpha in float64, then rounded to the arrays' type, as the reference computes it */
+#define RMSPROP_CALL(T)                                                                                            \
+    rmsprop_##T(ARRAY(T, 0), ARRAY(T, 1), ARRAY(T, 2), ARRAY(T, 3), ARRAY(T, 4), call.n, SCALAR(T, 0),             \
+                SCALAR(T, 1), (T)(1.0 - call.scalars[1]), SCALAR(T, 2), SCALAR(T, 3), SCALAR(T, 4), call.flags)
 
-static PyObject *py_rmsprop(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    Arrays arrays = {.count = 0};
-    double s[5];
-    unsigned flags;
-    if (check_count("rmsprop", nargs, 13) < 0)
-        return NULL;
-    if (scalars(args, 5, 5, s) < 0 || booleans(args, 10, 3, &flags) < 0)
-        return NULL;
-    bool use_momentum = flags & 2u, centered = flags & 4u;
-    if (acquire(&arrays, args[0], "param", true, true) < 0 || acquire(&arrays, args[1], "grad", false, true) < 0
-        || acquire(&arrays, args[2], "square", true, true) < 0
-        || acquire(&arrays, args[3], "average", true, centered) < 0
-        || acquire(&arrays, args[4], "velocity", true, use_momentum) < 0) {
-        release(&arrays);
+static const Signature ADAGRAD = {"adagrad", 3, 3, 1, {"param", "grad", "squared_sum"}, 0x5u, {ALWAYS, ALWAYS, ALWAYS}};
+PyDoc_STRVAR(adagrad_doc, "adagrad(param, grad, squared_sum, lr, eps, weight_decay, decay)\n\nscratch/optim.py "
+                          "Adagrad.");
+#define ADAGRAD_CALL(T)                                                                                            \
+    adagrad_##T(ARRAY(T, 0), ARRAY(T, 1), ARRAY(T, 2), call.n, SCALAR(T, 0), SCALAR(T, 1), SCALAR(T, 2), call.flags)
+
+#define DEFINE_PY_FUNCTION(NAME, SIGNATURE, CALL)                                                                  \
+    static PyObject *py_##NAME(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {                        \
+        (void)module;                                                                                              \
+        Call call;                                                                                                 \
+        if (parse(args, nargs, &SIGNATURE, &call) < 0)                                                             \
+            return NULL;                                                                                           \
+        Py_BEGIN_ALLOW_THREADS                                                                                     \
+        if (call.type == 'f')                                                                                      \
+            CALL(float);                                                                                           \
+        else                                                                                                       \
+            CALL(double);                                                                                          \
+        Py_END_ALLOW_THREADS                                                                                       \
+        release(&call);                                                                                            \
+        Py_RETURN_NONE;                                                                                            \
+    }
+
+DEFINE_PY_FUNCTION(sgd, SGD, SGD_CALL)
+DEFINE_PY_FUNCTION(adam, ADAM, ADAM_CALL)
+DEFINE_PY_FUNCTION(rmsprop, RMSPROP, RMSPROP_CALL)
+DEFINE_PY_FUNCTION(adagrad, ADAGRAD, ADAGRAD_CALL)
+
+/* --- the softmax cross-entropy's own passes, around NumPy's exp and log (scratch/losses.py) -------------------- */
+
+/* NumPy's float64 add.reduce of a contiguous vector, operation for operation: pairwise above 8 values, with eight
+ * running sums per block of up to 128 (numpy/_core/src/umath/loops_utils.h.src, DOUBLE_pairwise_sum). */
+static double pairwise_sum(const double *a, Py_ssize_t n) {
+    if (n < 8) {
+        double res = 0.;
+        for (Py_ssize_t i = 0; i < n; i++)
+            res += a[i];
+        return res;
+    }
+    if (n <= 128) {
+        double r[8];
+        Py_ssize_t i;
+        for (int j = 0; j < 8; j++)
+            r[j] = a[j];
+        for (i = 8; i < n - (n % 8); i += 8)
+            for (int j = 0; j < 8; j++)
+                r[j] += a[i + j];
+        double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for (; i < n; i++)
+            res += a[i];
+        return res;
+    }
+    Py_ssize_t n2 = n / 2;
+    n2 -= n2 % 8;
+    return pairwise_sum(a, n2) + pairwise_sum(a + n2, n - n2);
+}
+
+/* Logits are (n, k) Fortran-ordered: column j holds class j of every row, at j * n. */
+#define DEFINE_LOSS_LOOPS(T)                                                                                     \
+    static void loss_shift_##T(T *logits, const int64_t *labels, T *true_shifted, Py_ssize_t n, Py_ssize_t k) { \
+        T *row_max = true_shifted; /* the row maxima first, then each row's shifted true logit */               \
+        for (Py_ssize_t i = 0; i < n; i++)                                                                       \
+            row_max[i] = logits[i];                                                                              \
+        for (Py_ssize_t j = 1; j < k; j++)                                                                       \
+            for (Py_ssize_t i = 0; i < n; i++) {                                                                 \
+                T value = logits[j * n + i];                                                                     \
+                if (value > row_max[i] || value != value) /* NaN propagates, as np.maximum */                   \
+                    row_max[i] = value;                                                                          \
+            }                                                                                                    \
+        for (Py_ssize_t j = 0; j < k; j++)                                                                       \
+            for (Py_ssize_t i = 0; i < n; i++)                                                                   \
+                logits[j * n + i] = logits[j * n + i] - row_max[i];                                              \
+        for (Py_ssize_t i = 0; i < n; i++)                                                                       \
+            true_shifted[i] = logits[labels[i] * n + i];                                                         \
+    }                                                                                                            \
+                                                                                                                 \
+    static double loss_finish_##T(T *probs, const int64_t *labels, const T *sums, double *log_sums,              \
+                                  const T *true_shifted, Py_ssize_t n, Py_ssize_t k) {                           \
+        for (Py_ssize_t i = 0; i < n; i++)                                                                       \
+            log_sums[i] = log_sums[i] - (double)true_shifted[i];                                                 \
+        double loss = pairwise_sum(log_sums, n);                                                                 \
+        for (Py_ssize_t j = 0; j < k; j++)                                                                       \
+            for (Py_ssize_t i = 0; i < n; i++)                                                                   \
+                probs[j * n + i] = probs[j * n + i] / (sums[i] * (T)n);                                          \
+        T share = (T)(1.0 / (double)n);                                                                          \
+        for (Py_ssize_t i = 0; i < n; i++)                                                                       \
+            probs[labels[i] * n + i] = probs[labels[i] * n + i] - share;                                         \
+        return loss;                                                                                             \
+    }
+
+DEFINE_LOSS_LOOPS(float)
+DEFINE_LOSS_LOOPS(double)
+
+/* The buffers of a loss call: logits (n, k) Fortran-ordered, labels (n,) int64 in [0, k), and vectors (n,). */
+typedef struct {
+    Py_buffer views[5];
+    int count;
+    char type;
+    Py_ssize_t n, k;
+} LossCall;
+
+static void release_loss(LossCall *call) {
+    for (int m = 0; m < call->count; m++)
+        PyBuffer_Release(&call->views[m]);
+}
+
+/* The next buffer of the call: "logits" (2-D, Fortran order, float), "labels" (int64 in [0, k)), or a vector of
+ * n elements of `type` ('f', 'd', or 0 for the logits' own); 0 on success, -1 with a Python error set. */
+static int acquire_loss(LossCall *call, PyObject *object, const char *name, char type, bool writable) {
+    Py_buffer *view = &call->views[call->count];
+    bool logits = call->count == 0;
+    int request = (logits ? PyBUF_F_CONTIGUOUS : PyBUF_C_CONTIGUOUS) | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(object, view, request) < 0)
+        return -1;
+    call->count++;
+    char format = (view->format && strlen(view->format) == 1) ? view->format[0] : '?';
+    if (logits) {
+        if (view->ndim != 2 || ((format != 'f' || view->itemsize != 4) && (format != 'd' || view->itemsize != 8))) {
+            PyErr_Format(PyExc_TypeError, "logits: a 2-D float32 or float64 array is needed");
+            return -1;
+        }
+        call->type = format;
+        call->n = view->shape[0];
+        call->k = view->shape[1];
+        return 0;
+    }
+    bool integer = type == 'q';
+    bool matches = integer ? ((format == 'l' || format == 'q') && view->itemsize == 8) : format == (type ? type : call->type);
+    if (!matches || view->ndim != 1 || view->shape[0] != call->n) {
+        PyErr_Format(PyExc_ValueError, "%s: (%zd,) of %s is needed", name, call->n,
+                     integer ? "int64" : ((type ? type : call->type) == 'f' ? "float32" : "float64"));
+        return -1;
+    }
+    if (integer) {
+        const int64_t *labels = view->buf;
+        for (Py_ssize_t i = 0; i < call->n; i++)
+            if (labels[i] < 0 || labels[i] >= call->k) {
+                PyErr_Format(PyExc_IndexError, "labels: %lld is not a class of %zd", (long long)labels[i], call->k);
+                return -1;
+            }
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(loss_shift_doc, "loss_shift(logits, labels, true_shifted)\n\nscratch/losses.py: logits -= each row's "
+                             "maximum, in place; true_shifted[i] = the shifted logits[i, labels[i]].");
+
+static PyObject *py_loss_shift(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    LossCall call = {.count = 0};
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "loss_shift() takes 3 arguments (%zd given)", nargs);
         return NULL;
     }
-    double rest = 1.0 - s[1]; /* as the reference: 1 - alpha in float64, then rounded to the arrays' type */
-    Py_BEGIN_ALLOW_THREADS
-    if (arrays.type == 'f')
-        rmsprop_float(data(&arrays, 0), data(&arrays, 1), data(&arrays, 2), data(&arrays, 3), data(&arrays, 4),
-                      arrays.n, (float)s[0], (float)s[1], (float)rest, (float)s[2], (float)s[3], (float)s[4], flags);
+    if (acquire_loss(&call, args[0], "logits", 0, true) < 0 || acquire_loss(&call, args[1], "labels", 'q', false) < 0
+        || acquire_loss(&call, args[2], "true_shifted", 0, true) < 0) {
+        release_loss(&call);
+        return NULL;
+    }
+    if (call.type == 'f')
+        loss_shift_float(call.views[0].buf, call.views[1].buf, call.views[2].buf, call.n, call.k);
     else
-        rmsprop_double(data(&arrays, 0), data(&arrays, 1), data(&arrays, 2), data(&arrays, 3), data(&arrays, 4),
-                       arrays.n, s[0], s[1], rest, s[2], s[3], s[4], flags);
-    Py_END_ALLOW_THREADS
-    release(&arrays);
+        loss_shift_double(call.views[0].buf, call.views[1].buf, call.views[2].buf, call.n, call.k);
+    release_loss(&call);
     Py_RETURN_NONE;
 }
 
-PyDoc_STRVAR(adagrad_doc, "adagrad(param, grad, squared_sum, lr, eps, weight_decay, decay)\n\nscratch/optim.py "
-                          "Adagrad.");
+PyDoc_STRVAR(loss_finish_doc, "loss_finish(probs, labels, sums, log_sums, true_shifted) -> float\n\n"
+                              "scratch/losses.py: the summed loss (NumPy's add.reduce of log_sums - true_shifted, "
+                              "log_sums overwritten); probs = probs / (sums * n) - onehot / n, in place.");
 
-static PyObject *py_adagrad(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    Arrays arrays = {.count = 0};
-    double s[3];
-    unsigned flags;
-    if (check_count("adagrad", nargs, 7) < 0)
-        return NULL;
-    if (scalars(args, 3, 3, s) < 0 || booleans(args, 6, 1, &flags) < 0)
-        return NULL;
-    if (acquire(&arrays, args[0], "param", true, true) < 0 || acquire(&arrays, args[1], "grad", false, true) < 0
-        || acquire(&arrays, args[2], "squared_sum", true, true) < 0) {
-        release(&arrays);
+static PyObject *py_loss_finish(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    LossCall call = {.count = 0};
+    if (nargs != 5) {
+        PyErr_Format(PyExc_TypeError, "loss_finish() takes 5 arguments (%zd given)", nargs);
         return NULL;
     }
-    Py_BEGIN_ALLOW_THREADS
-    if (arrays.type == 'f')
-        adagrad_float(data(&arrays, 0), data(&arrays, 1), data(&arrays, 2), arrays.n, (float)s[0], (float)s[1],
-                      (float)s[2], flags);
-    else
-        adagrad_double(data(&arrays, 0), data(&arrays, 1), data(&arrays, 2), arrays.n, s[0], s[1], s[2], flags);
-    Py_END_ALLOW_THREADS
-    release(&arrays);
-    Py_RETURN_NONE;
+    if (acquire_loss(&call, args[0], "probs", 0, true) < 0 || acquire_loss(&call, args[1], "labels", 'q', false) < 0
+        || acquire_loss(&call, args[2], "sums", 0, false) < 0 || acquire_loss(&call, args[3], "log_sums", 'd', true) < 0
+        || acquire_loss(&call, args[4], "true_shifted", 0, false) < 0) {
+        release_loss(&call);
+        return NULL;
+    }
+    void *const *b = (void *[]){call.views[0].buf, call.views[1].buf, call.views[2].buf, call.views[3].buf,
+                                call.views[4].buf};
+    double loss = call.type == 'f' ? loss_finish_float(b[0], b[1], b[2], b[3], b[4], call.n, call.k)
+                                   : loss_finish_double(b[0], b[1], b[2], b[3], b[4], call.n, call.k);
+    release_loss(&call);
+    return PyFloat_FromDouble(loss);
 }
 
 /* The instruction set of the clone the loader picks: the first of target_clones' list the CPU supports. */
@@ -409,6 +525,8 @@ static PyMethodDef methods[] = {
     {"adam", (PyCFunction)(void (*)(void))py_adam, METH_FASTCALL, adam_doc},
     {"rmsprop", (PyCFunction)(void (*)(void))py_rmsprop, METH_FASTCALL, rmsprop_doc},
     {"adagrad", (PyCFunction)(void (*)(void))py_adagrad, METH_FASTCALL, adagrad_doc},
+    {"loss_shift", (PyCFunction)(void (*)(void))py_loss_shift, METH_FASTCALL, loss_shift_doc},
+    {"loss_finish", (PyCFunction)(void (*)(void))py_loss_finish, METH_FASTCALL, loss_finish_doc},
     {NULL, NULL, 0, NULL},
 };
 

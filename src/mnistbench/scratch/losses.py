@@ -6,6 +6,8 @@ and its gradient stay finite for logits as large as +-1e4 (where a naive softmax
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import numpy as np
 
 
@@ -46,3 +48,22 @@ def softmax_cross_entropy(
     np.divide(probs, sums * n, out=probs)  # softmax and the mean's 1/n in one pass
     probs[rows, labels] -= 1.0 / n
     return loss, probs
+
+
+def softmax_cross_entropy_fused(
+    logits: np.ndarray, labels: np.ndarray, kernels: ModuleType, work: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> tuple[float, np.ndarray]:
+    """softmax_cross_entropy(logits, labels, inplace=True), bit for bit, in five calls instead of about fifteen:
+    the compiled kernels (scratch/kernels.c, `loss_shift` and `loss_finish`) do the row maxima, the shift, the
+    true-class gather, the division and the one-hot subtraction, and NumPy keeps what it computes its own way: the
+    exp, the row sums and the float64 log (tests/test_scratch_fused.py holds the two to each other).
+
+    logits: (n, k) Fortran-ordered, overwritten by the gradient; labels: (n,) int64 in [0, k);
+    work: (true_shifted (n,) and sums (n,) in the logits' dtype, log_sums (n,) float64), overwritten.
+    """
+    true_shifted, sums, log_sums = work
+    kernels.loss_shift(logits, labels, true_shifted)
+    np.exp(logits, out=logits)
+    np.add.reduce(logits, axis=1, out=sums)
+    np.log(sums, out=log_sums, dtype=np.float64)
+    return kernels.loss_finish(logits, labels, sums, log_sums, true_shifted) / len(labels), logits

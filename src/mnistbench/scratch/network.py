@@ -11,11 +11,16 @@ For 784-h-10 with ReLU this runs exactly the operations, in the order, of the tw
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import numpy as np
 
 from mnistbench.scratch.activations import ACTIVATIONS
 from mnistbench.scratch.layers import dense_backward, dense_forward
-from mnistbench.scratch.losses import softmax_cross_entropy
+from mnistbench.scratch.losses import softmax_cross_entropy, softmax_cross_entropy_fused
+
+# Per batch size: the hidden activations, the logits, the fused loss's work vectors (MLP._batch_buffers).
+BatchBuffers = tuple[list[np.ndarray], np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
 def param_names(n_layers: int) -> tuple[str, ...]:
@@ -35,11 +40,14 @@ class MLP:
     """L dense layers with `activation` after every one but the last, trained with a fused softmax cross-entropy.
 
     weights: {"w1": (n_in, h1), "b1": (h1,), ..., "wL": (h_{L-1}, k), "bL": (k,)}, copied in `dtype`.
-    activation: "relu" | "tanh" | "sigmoid".
+    activation: "relu" | "tanh" | "sigmoid". kernels: the compiled kernels (scratch/fused.py `kernels`), which
+    the loss then runs on (`softmax_cross_entropy_fused`, the same bits), or None for the NumPy reference.
     """
 
-    def __init__(self, weights: dict[str, np.ndarray], dtype: np.dtype = np.float32, activation: str = "relu") -> None:
+    def __init__(self, weights: dict[str, np.ndarray], dtype: np.dtype = np.float32, activation: str = "relu",
+                 kernels: ModuleType | None = None) -> None:
         self.dtype = np.dtype(dtype)
+        self.kernels = kernels
         self.n_layers = count_layers(weights)
         self.activation_forward, self.activation_backward = ACTIVATIONS[activation]
         names = param_names(self.n_layers)
@@ -50,7 +58,10 @@ class MLP:
         self.grads = _named_views(self.flat_grads, shapes)
         for name in names:
             self.params[name][...] = weights[name]
-        self._buffers: dict[int, tuple[list[np.ndarray], np.ndarray]] = {}
+        # (w, b, dw, db) of each layer in order: the training step reads them without building names
+        self._layers = [(self.params[f"w{layer}"], self.params[f"b{layer}"], self.grads[f"w{layer}"],
+                         self.grads[f"b{layer}"]) for layer in range(1, self.n_layers + 1)]
+        self._buffers: dict[int, BatchBuffers] = {}
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """x: (n, n_in) in the network's dtype -> logits (n, k), a new array."""
@@ -65,20 +76,23 @@ class MLP:
         x: (batch, n_in) in the network's dtype; labels: (batch,) int. Returns (loss as float, `self.grads`):
         the gradients are written into the network's gradient buffers, overwritten by the next call.
         """
-        hidden_buffers, logits_buffer = self._batch_buffers(len(x))
-        p, g, last = self.params, self.grads, self.n_layers
+        hidden_buffers, logits_buffer, loss_work = self._batch_buffers(len(x))
+        *hidden_layers, (w_last, b_last, _, _) = self._layers
         out, dense_caches, activation_caches = x, [], []
-        for layer in range(1, last):
-            pre_activation, cache = dense_forward(out, p[f"w{layer}"], p[f"b{layer}"], out=hidden_buffers[layer - 1])
+        for (w, b, _, _), buffer in zip(hidden_layers, hidden_buffers, strict=True):
+            pre_activation, cache = dense_forward(out, w, b, out=buffer)
             out, activation_cache = self.activation_forward(pre_activation, inplace=True)
             dense_caches.append(cache)
             activation_caches.append(activation_cache)
-        logits, cache = dense_forward(out, p[f"w{last}"], p[f"b{last}"], out=logits_buffer)
+        logits, cache = dense_forward(out, w_last, b_last, out=logits_buffer)
         dense_caches.append(cache)
-        loss, upstream = softmax_cross_entropy(logits, labels, inplace=True)
-        for layer in range(last, 0, -1):
-            dx, _, _ = dense_backward(upstream, dense_caches[layer - 1], dw=g[f"w{layer}"], db=g[f"b{layer}"],
-                                      need_dx=layer > 1)
+        if self.kernels is None:
+            loss, upstream = softmax_cross_entropy(logits, labels, inplace=True)
+        else:
+            loss, upstream = softmax_cross_entropy_fused(logits, labels, self.kernels, loss_work)
+        for layer in range(self.n_layers, 0, -1):
+            _, _, dw, db = self._layers[layer - 1]
+            dx, _, _ = dense_backward(upstream, dense_caches[layer - 1], dw=dw, db=db, need_dx=layer > 1)
             if layer > 1:
                 upstream = self.activation_backward(dx, activation_caches[layer - 2], inplace=True)
         return loss, self.grads
@@ -87,13 +101,15 @@ class MLP:
         """Copies of the parameters: {"w1": (n_in, h1), "b1": (h1,), ..., "bL": (k,)}."""
         return {name: view.copy() for name, view in self.params.items()}
 
-    def _batch_buffers(self, batch: int) -> tuple[list[np.ndarray], np.ndarray]:
-        """([hidden_i (batch, h_i) for each hidden layer], logits (batch, k)), reused by every batch of this size."""
+    def _batch_buffers(self, batch: int) -> BatchBuffers:
+        """([hidden_i (batch, h_i) for each hidden layer], logits (batch, k), the fused loss's work vectors
+        (true_shifted, sums: (batch,) in the dtype; log_sums: (batch,) float64)), reused by every batch of this size."""
         if batch not in self._buffers:
             widths = [self.params[f"b{layer}"].shape[0] for layer in range(1, self.n_layers + 1)]
             hidden = [np.empty((batch, width), self.dtype) for width in widths[:-1]]
             logits = np.empty((batch, widths[-1]), self.dtype, order="F")  # fast row max/sum in the loss
-            self._buffers[batch] = (hidden, logits)
+            loss_work = (np.empty(batch, self.dtype), np.empty(batch, self.dtype), np.empty(batch, np.float64))
+            self._buffers[batch] = (hidden, logits, loss_work)
         return self._buffers[batch]
 
 

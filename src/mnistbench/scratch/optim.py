@@ -55,19 +55,15 @@ class Optimizer:
             self._reference_step(grads)
             return
         for name, param in self.params.items():
-            self._fused_step(name, param.reshape(-1), np.ascontiguousarray(grads[name]).reshape(-1))
+            self._fused_step(name, param, np.ascontiguousarray(grads[name]))
 
     def _reference_step(self, grads: dict[str, np.ndarray]) -> None:
         raise NotImplementedError
 
     def _fused_step(self, name: str, param: np.ndarray, grad: np.ndarray) -> None:
-        """The kernel's update of one tensor; param, grad: flat (size,) views."""
+        """The kernel's update of one tensor; param, grad: C-contiguous, of one shape (the kernels read any shape as
+        its elements in order, so no flat views are made)."""
         raise NotImplementedError
-
-    @staticmethod
-    def _flat_state(state: dict[str, np.ndarray], name: str) -> np.ndarray | None:
-        """state[name] as a flat view, or None where the settings keep none."""
-        return state[name].reshape(-1) if name in state else None
 
     def _state(self, fill: float = 0.0) -> dict[str, np.ndarray]:
         """One array per parameter, filled with `fill`."""
@@ -100,7 +96,7 @@ class SGD(Optimizer):
 
     def _fused_step(self, name: str, param: np.ndarray, grad: np.ndarray) -> None:
         first_step = self.steps == 1 and bool(self.momentum)  # only the momentum buffer starts differently
-        self.kernels.sgd(param, grad, self._flat_state(self.velocity, name), self.lr, self.momentum, self.weight_decay,
+        self.kernels.sgd(param, grad, self.velocity.get(name), self.lr, self.momentum, self.weight_decay,
                          bool(self.weight_decay), bool(self.momentum), self.nesterov, first_step)
 
     def _reference_step(self, grads: dict[str, np.ndarray]) -> None:
@@ -157,9 +153,9 @@ class Adam(Optimizer):
 
     def _fused_step(self, name: str, param: np.ndarray, grad: np.ndarray) -> None:
         denominator_shift, step_scale = self._scalars()
-        self.kernels.adam(param, grad, self.scaled_first_moment[name].reshape(-1),
-                          self.scaled_second_moment[name].reshape(-1), self.beta1, self.beta2, denominator_shift,
-                          step_scale, self.weight_decay, self.shrink, bool(self.weight_decay), self.shrink != 1.0)
+        self.kernels.adam(param, grad, self.scaled_first_moment[name], self.scaled_second_moment[name], self.beta1,
+                          self.beta2, denominator_shift, step_scale, self.weight_decay, self.shrink,
+                          bool(self.weight_decay), self.shrink != 1.0)
 
     def _reference_step(self, grads: dict[str, np.ndarray]) -> None:
         denominator_shift, step_scale = self._scalars()
@@ -222,8 +218,8 @@ class RMSprop(Optimizer):
         self.velocity = self._state() if momentum else {}
 
     def _fused_step(self, name: str, param: np.ndarray, grad: np.ndarray) -> None:
-        self.kernels.rmsprop(param, grad, self.square_average[name].reshape(-1),
-                             self._flat_state(self.gradient_average, name), self._flat_state(self.velocity, name),
+        self.kernels.rmsprop(param, grad, self.square_average[name],
+                             self.gradient_average.get(name), self.velocity.get(name),
                              self.lr, self.alpha, self.eps, self.momentum, self.weight_decay, bool(self.weight_decay),
                              bool(self.momentum), self.centered)
 
@@ -273,7 +269,7 @@ class Adagrad(Optimizer):
         self.squared_sum = self._state(initial_accumulator_value)
 
     def _fused_step(self, name: str, param: np.ndarray, grad: np.ndarray) -> None:
-        self.kernels.adagrad(param, grad, self.squared_sum[name].reshape(-1), self.lr, self.eps, self.weight_decay,
+        self.kernels.adagrad(param, grad, self.squared_sum[name], self.lr, self.eps, self.weight_decay,
                              bool(self.weight_decay))
 
     def _reference_step(self, grads: dict[str, np.ndarray]) -> None:
