@@ -47,8 +47,8 @@ from mnistbench.io import write_json
 from mnistbench.params import NetworkParams
 from mnistbench.provenance import compute_kernels, cpu_model
 from mnistbench.scratch.activations import relu_backward, relu_forward
-from mnistbench.scratch.fused import REBUILD, instruction_set
-from mnistbench.scratch.losses import softmax_cross_entropy
+from mnistbench.scratch.fused import REBUILD, instruction_set, kernels
+from mnistbench.scratch.losses import softmax_cross_entropy_fused
 from mnistbench.scratch.optim import SGD, Adagrad, Adam, AdamW, RMSprop
 from mnistbench.training import epoch_batches, generators
 
@@ -233,6 +233,7 @@ def step_parts(images: np.ndarray, labels: np.ndarray, batch: int, rounds: int) 
         np.add.reduce(dhidden, axis=0, out=grad_b1)
         np.add.reduce(logits, axis=0, out=grad_b2)
 
+    loss_work = (np.empty(batch, np.float32), np.empty(batch, np.float32), np.empty(batch, np.float64))
     parts = {
         "GEMMs (5)": gemms,
         "gather rows": lambda: gatherer._gather(next(batches)),
@@ -240,7 +241,7 @@ def step_parts(images: np.ndarray, labels: np.ndarray, batch: int, rounds: int) 
         "ReLU forward": lambda: relu_forward(hidden, inplace=True),
         "ReLU backward": lambda: relu_backward(dhidden, hidden, inplace=True),
         "bias gradients": bias_gradients,
-        "loss + dlogits": lambda: softmax_cross_entropy(logits, batch_labels, inplace=True),
+        "loss + dlogits": lambda: softmax_cross_entropy_fused(logits, batch_labels, kernels(), loss_work),
         "optimizer (fused Adam)": lambda: adam.step(adam_grad),
     }
     assert tuple(parts) == PARTS
@@ -311,7 +312,8 @@ def _timers_on(backend: object, totals: dict[str, int]) -> Iterator[None]:
                                    (backend.optimizer, "step", "optimizer (fused Adam)")):
         setattr(owner, attribute, _timed(getattr(owner, attribute), part, totals))
     dense = "dense forward and backward (GEMMs, bias adds, bias gradients)"
-    module_parts = {"dense_forward": dense, "dense_backward": dense, "softmax_cross_entropy": "loss + dlogits"}
+    module_parts = {"dense_forward": dense, "dense_backward": dense, "softmax_cross_entropy": "loss + dlogits",
+                    "softmax_cross_entropy_fused": "loss + dlogits"}
     originals = {name: getattr(network_module, name) for name in module_parts}
     for name, part in module_parts.items():
         setattr(network_module, name, _timed(originals[name], part, totals))
