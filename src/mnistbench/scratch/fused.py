@@ -1,5 +1,5 @@
-"""The fused optimizer steps: one compiled C loop per optimizer (scratch/kernels.c, built at install as
-mnistbench.scratch._kernels), held to scratch/optim.py's NumPy reference bit for bit.
+"""The compiled kernels: one C loop per optimizer and the loss's own passes (scratch/kernels.c, built at install as
+mnistbench.scratch._kernels), held to scratch/optim.py's and scratch/losses.py's NumPy references bit for bit.
 
 `kernels()` is the extension module, or None where it cannot be used: not built (no C compiler at install), or
 built from another kernels.c than the one beside it (the source changed after `pip install -e .`). Either way
@@ -13,6 +13,8 @@ all of param's type and size; a state array the settings do not use may be None:
   rmsprop(param, grad, square, average, velocity, lr, alpha, eps, momentum, weight_decay, decay, use_momentum,
           centered)
   adagrad(param, grad, squared_sum, lr, eps, weight_decay, decay)
+and the loss's passes around NumPy's exp and log (scratch/losses.py `softmax_cross_entropy_fused`):
+  loss_shift(logits, labels, true_shifted); loss_finish(probs, labels, sums, log_sums, true_shifted) -> float
 INSTRUCTION_SET names the clone of the loops this CPU runs (avx512f, avx2 or the baseline).
 """
 

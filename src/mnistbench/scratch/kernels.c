@@ -1,4 +1,5 @@
-/* One-loop optimizer kernels: the fast path of scratch/optim.py, held to its NumPy reference bit for bit.
+/* One-loop optimizer kernels, the fast path of scratch/optim.py, and the softmax cross-entropy's own passes, the
+ * fast path of scratch/losses.py: each held to its NumPy reference bit for bit.
  *
  * Built at install as the extension mnistbench.scratch._kernels (setup.py); scratch/fused.py loads it.
  *
@@ -441,10 +442,11 @@ static int acquire_loss(LossCall *call, PyObject *object, const char *name, char
         return 0;
     }
     bool integer = type == 'q';
-    bool matches = integer ? ((format == 'l' || format == 'q') && view->itemsize == 8) : format == (type ? type : call->type);
+    char wanted = type ? type : call->type;
+    bool matches = integer ? ((format == 'l' || format == 'q') && view->itemsize == 8) : format == wanted;
     if (!matches || view->ndim != 1 || view->shape[0] != call->n) {
         PyErr_Format(PyExc_ValueError, "%s: (%zd,) of %s is needed", name, call->n,
-                     integer ? "int64" : ((type ? type : call->type) == 'f' ? "float32" : "float64"));
+                     integer ? "int64" : (wanted == 'f' ? "float32" : "float64"));
         return -1;
     }
     if (integer) {
@@ -532,7 +534,8 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module_definition = {
     PyModuleDef_HEAD_INIT, "_kernels",
-    "The fused optimizer steps of scratch/optim.py, compiled from scratch/kernels.c.", -1, methods,
+    "The fused optimizer steps of scratch/optim.py and loss passes of scratch/losses.py, from scratch/kernels.c.",
+    -1, methods,
 };
 
 PyMODINIT_FUNC PyInit__kernels(void) {
