@@ -2,8 +2,8 @@
 they did in process, for scratch and torch, next to the cost of `import torch` alone.
 
 Each job runs as the pipeline runs it (a fresh interpreter, `python -m mnistbench ... --threads 1`) in a working
-folder holding prepared data and a params.yaml (by default this repository's params, torch on the CPU: the default
-epochs, since a scratch job loads numba only when its steps pay that back, backends/scratch.py fused_steps_pay).
+folder holding prepared data and a params.yaml (by default this repository's params, torch on the CPU, the default
+epochs, so that each job is what the pipeline runs).
 Work is the training loop (`wall_seconds` of the training record) or the inference passes of an evaluation
 (`throughput_repeats` + 2 passes at the best pass's time). Overhead = wall - work. Each figure is the best of
 `--repeats` runs (the machine is shared: the best run is the least disturbed).

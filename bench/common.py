@@ -33,8 +33,8 @@ def adam_run(impl: str, batch_size: int, device: str = "cpu") -> RunParams:
     return recipe_run(impl, batch_size, adam, device)
 
 
-# A run is timed an epoch at a time, as a job of the default length: the scratch backend picks its optimizer path
-# for the job's steps (backends/scratch.py fused_steps_pay), so the epochs timed are those of a default job.
+# A run is timed an epoch at a time, within a job of the default length (its schedule spans these epochs), so the
+# epochs timed are those of a default job.
 JOB_EPOCHS = 15
 
 
