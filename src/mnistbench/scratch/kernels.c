@@ -408,7 +408,18 @@ static double pairwise_sum(const double *a, Py_ssize_t n) {
 DEFINE_LOSS_LOOPS(float)
 DEFINE_LOSS_LOOPS(double)
 
-/* The buffers of a loss call: logits (n, k) Fortran-ordered, labels (n,) int64 in [0, k), and vectors (n,). */
+/* What a loss function takes: `count` buffers, the first the (n, k) Fortran-ordered logits (float32 or float64),
+ * the others vectors of n elements of types[m] ('q': int64 labels in [0, k); 'd': float64; 0: the logits' type);
+ * buffer m is written where bit m of `written` is set. */
+typedef struct {
+    const char *function;
+    int count;
+    const char *names[5];
+    char types[5];
+    unsigned written;
+} LossSignature;
+
+/* One loss call's buffers, read per its LossSignature. */
 typedef struct {
     Py_buffer views[5];
     int count;
@@ -421,19 +432,19 @@ static void release_loss(LossCall *call) {
         PyBuffer_Release(&call->views[m]);
 }
 
-/* The next buffer of the call: "logits" (2-D, Fortran order, float), "labels" (int64 in [0, k)), or a vector of
- * n elements of `type` ('f', 'd', or 0 for the logits' own); 0 on success, -1 with a Python error set. */
-static int acquire_loss(LossCall *call, PyObject *object, const char *name, char type, bool writable) {
-    Py_buffer *view = &call->views[call->count];
-    bool logits = call->count == 0;
-    int request = (logits ? PyBUF_F_CONTIGUOUS : PyBUF_C_CONTIGUOUS) | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+/* Buffer m of the call from `object`; 0 on success, -1 with a Python error set. */
+static int acquire_loss(LossCall *call, const LossSignature *sig, int m, PyObject *object) {
+    const char *name = sig->names[m];
+    Py_buffer *view = &call->views[m];
+    int request = (m == 0 ? PyBUF_F_CONTIGUOUS : PyBUF_C_CONTIGUOUS) | PyBUF_FORMAT
+                  | (((sig->written >> m) & 1u) ? PyBUF_WRITABLE : 0);
     if (PyObject_GetBuffer(object, view, request) < 0)
         return -1;
-    call->count++;
+    call->count = m + 1;
     char format = (view->format && strlen(view->format) == 1) ? view->format[0] : '?';
-    if (logits) {
+    if (m == 0) {
         if (view->ndim != 2 || ((format != 'f' || view->itemsize != 4) && (format != 'd' || view->itemsize != 8))) {
-            PyErr_Format(PyExc_TypeError, "logits: a 2-D float32 or float64 array is needed");
+            PyErr_Format(PyExc_TypeError, "%s: a 2-D float32 or float64 array is needed", name);
             return -1;
         }
         call->type = format;
@@ -441,8 +452,8 @@ static int acquire_loss(LossCall *call, PyObject *object, const char *name, char
         call->k = view->shape[1];
         return 0;
     }
-    bool integer = type == 'q';
-    char wanted = type ? type : call->type;
+    bool integer = sig->types[m] == 'q';
+    char wanted = sig->types[m] ? sig->types[m] : call->type;
     bool matches = integer ? ((format == 'l' || format == 'q') && view->itemsize == 8) : format == wanted;
     if (!matches || view->ndim != 1 || view->shape[0] != call->n) {
         PyErr_Format(PyExc_ValueError, "%s: (%zd,) of %s is needed", name, call->n,
@@ -453,57 +464,61 @@ static int acquire_loss(LossCall *call, PyObject *object, const char *name, char
         const int64_t *labels = view->buf;
         for (Py_ssize_t i = 0; i < call->n; i++)
             if (labels[i] < 0 || labels[i] >= call->k) {
-                PyErr_Format(PyExc_IndexError, "labels: %lld is not a class of %zd", (long long)labels[i], call->k);
+                PyErr_Format(PyExc_IndexError, "%s: %lld is not a class of %zd", name, (long long)labels[i], call->k);
                 return -1;
             }
     }
     return 0;
 }
 
+/* Read args per `sig` into *call; 0 on success, -1 with a Python error set and nothing held. */
+static int parse_loss(PyObject *const *args, Py_ssize_t nargs, const LossSignature *sig, LossCall *call) {
+    call->count = 0;
+    if (nargs != sig->count) {
+        PyErr_Format(PyExc_TypeError, "%s() takes %d arguments (%zd given)", sig->function, sig->count, nargs);
+        return -1;
+    }
+    for (int m = 0; m < sig->count; m++) {
+        if (acquire_loss(call, sig, m, args[m]) < 0) {
+            release_loss(call);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+#define BUF(m) (call.views[m].buf)
+
+static const LossSignature LOSS_SHIFT = {"loss_shift", 3, {"logits", "labels", "true_shifted"}, {0, 'q', 0}, 0x5u};
 PyDoc_STRVAR(loss_shift_doc, "loss_shift(logits, labels, true_shifted)\n\nscratch/losses.py: logits -= each row's "
                              "maximum, in place; true_shifted[i] = the shifted logits[i, labels[i]].");
 
 static PyObject *py_loss_shift(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
-    LossCall call = {.count = 0};
-    if (nargs != 3) {
-        PyErr_Format(PyExc_TypeError, "loss_shift() takes 3 arguments (%zd given)", nargs);
+    LossCall call;
+    if (parse_loss(args, nargs, &LOSS_SHIFT, &call) < 0)
         return NULL;
-    }
-    if (acquire_loss(&call, args[0], "logits", 0, true) < 0 || acquire_loss(&call, args[1], "labels", 'q', false) < 0
-        || acquire_loss(&call, args[2], "true_shifted", 0, true) < 0) {
-        release_loss(&call);
-        return NULL;
-    }
     if (call.type == 'f')
-        loss_shift_float(call.views[0].buf, call.views[1].buf, call.views[2].buf, call.n, call.k);
+        loss_shift_float(BUF(0), BUF(1), BUF(2), call.n, call.k);
     else
-        loss_shift_double(call.views[0].buf, call.views[1].buf, call.views[2].buf, call.n, call.k);
+        loss_shift_double(BUF(0), BUF(1), BUF(2), call.n, call.k);
     release_loss(&call);
     Py_RETURN_NONE;
 }
 
+static const LossSignature LOSS_FINISH = {"loss_finish", 5, {"probs", "labels", "sums", "log_sums", "true_shifted"},
+                                          {0, 'q', 0, 'd', 0}, 0x9u};
 PyDoc_STRVAR(loss_finish_doc, "loss_finish(probs, labels, sums, log_sums, true_shifted) -> float\n\n"
                               "scratch/losses.py: the summed loss (NumPy's add.reduce of log_sums - true_shifted, "
                               "log_sums overwritten); probs = probs / (sums * n) - onehot / n, in place.");
 
 static PyObject *py_loss_finish(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
-    LossCall call = {.count = 0};
-    if (nargs != 5) {
-        PyErr_Format(PyExc_TypeError, "loss_finish() takes 5 arguments (%zd given)", nargs);
+    LossCall call;
+    if (parse_loss(args, nargs, &LOSS_FINISH, &call) < 0)
         return NULL;
-    }
-    if (acquire_loss(&call, args[0], "probs", 0, true) < 0 || acquire_loss(&call, args[1], "labels", 'q', false) < 0
-        || acquire_loss(&call, args[2], "sums", 0, false) < 0 || acquire_loss(&call, args[3], "log_sums", 'd', true) < 0
-        || acquire_loss(&call, args[4], "true_shifted", 0, false) < 0) {
-        release_loss(&call);
-        return NULL;
-    }
-    void *const *b = (void *[]){call.views[0].buf, call.views[1].buf, call.views[2].buf, call.views[3].buf,
-                                call.views[4].buf};
-    double loss = call.type == 'f' ? loss_finish_float(b[0], b[1], b[2], b[3], b[4], call.n, call.k)
-                                   : loss_finish_double(b[0], b[1], b[2], b[3], b[4], call.n, call.k);
+    double loss = call.type == 'f' ? loss_finish_float(BUF(0), BUF(1), BUF(2), BUF(3), BUF(4), call.n, call.k)
+                                   : loss_finish_double(BUF(0), BUF(1), BUF(2), BUF(3), BUF(4), call.n, call.k);
     release_loss(&call);
     return PyFloat_FromDouble(loss);
 }
