@@ -65,10 +65,11 @@ class MLP:
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """x: (n, n_in) in the network's dtype -> logits (n, k), a new array."""
-        p, out = self.params, x
-        for layer in range(1, self.n_layers):
-            out, _ = self.activation_forward(dense_forward(out, p[f"w{layer}"], p[f"b{layer}"])[0], inplace=True)
-        return dense_forward(out, p[f"w{self.n_layers}"], p[f"b{self.n_layers}"])[0]
+        *hidden_layers, (w_last, b_last, _, _) = self._layers
+        out = x
+        for w, b, _, _ in hidden_layers:
+            out, _ = self.activation_forward(dense_forward(out, w, b)[0], inplace=True)
+        return dense_forward(out, w_last, b_last)[0]
 
     def loss_and_gradients(self, x: np.ndarray, labels: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
         """Mean cross-entropy of the batch and the gradient of every parameter.
@@ -105,7 +106,7 @@ class MLP:
         """([hidden_i (batch, h_i) for each hidden layer], logits (batch, k), the fused loss's work vectors
         (true_shifted, sums: (batch,) in the dtype; log_sums: (batch,) float64)), reused by every batch of this size."""
         if batch not in self._buffers:
-            widths = [self.params[f"b{layer}"].shape[0] for layer in range(1, self.n_layers + 1)]
+            widths = [b.shape[0] for _, b, _, _ in self._layers]
             hidden = [np.empty((batch, width), self.dtype) for width in widths[:-1]]
             logits = np.empty((batch, widths[-1]), self.dtype, order="F")  # fast row max/sum in the loss
             loss_work = (np.empty(batch, self.dtype), np.empty(batch, self.dtype), np.empty(batch, np.float64))
