@@ -11,12 +11,13 @@ What it measures, all float32, 784-128-10 ReLU, one BLAS thread:
   optimizer and its first step, each in a fresh process;
 - whole jobs: the default recipes scratch_sgd and scratch_adam (15 epochs on 55,000 rows) in a fresh process,
   seconds from the interpreter's start to the trained weights, with the fused steps and with the NumPy reference;
-- the step at batch 32 and 128: each part alone (the GEMMs, the row gather, the bias adds, ReLU forward and
-  backward, the bias gradients, the loss, the optimizer) against the whole scratch step, the bare matrix products
-  on contiguous rows, and the torch backend's step (fused Adam);
+- the step at batch 32 and 128: each part alone (the GEMMs, the row gather, the hidden layer's bias add with ReLU
+  and ReLU's backward with the bias gradient (one compiled pass each), the output layer's bias add and gradient, the
+  loss, the optimizer) against the whole scratch step, the bare matrix products on contiguous rows, and the torch
+  backend's step (fused Adam);
 - the same parts inside real steps: the functions a scratch Adam step calls (the backend's row gather, the
-  network's dense forward and backward, ReLU, loss, the optimizer's step) wrapped in a CPU-time timer while the
-  backend trains, so each part is timed with the caches the rest of the step leaves it.
+  network's dense and hidden layers, its ReLU passes, the loss, the optimizer's step) wrapped in a CPU-time timer
+  while the backend trains, so each part is timed with the caches the rest of the step leaves it.
 The machine is shared (load average 4-10 on 2 cores while this was written), so every timing is CPU time, not
 wall time: the calling thread's (time.thread_time: with one BLAS thread the GEMMs run in it) for the steps, the
 child process's (getrusage) for start-up and jobs. Time spent waiting for a core is then not counted; what load
@@ -46,7 +47,6 @@ import mnistbench.scratch.network as network_module
 from mnistbench.io import write_json
 from mnistbench.params import NetworkParams
 from mnistbench.provenance import compute_kernels, cpu_model
-from mnistbench.scratch.activations import relu_backward, relu_forward
 from mnistbench.scratch.fused import REBUILD, instruction_set, kernels
 from mnistbench.scratch.losses import softmax_cross_entropy_fused
 from mnistbench.scratch.optim import SGD, Adagrad, Adam, AdamW, RMSprop
@@ -54,8 +54,8 @@ from mnistbench.training import epoch_batches, generators
 
 RESULTS = REPO / "bench" / "results"
 STEPS = 200  # steps per timed round of a whole step: short rounds, so that the best of them saw little load
-PARTS = ("GEMMs (5)", "gather rows", "bias adds", "ReLU forward", "ReLU backward", "bias gradients", "loss + dlogits",
-         "optimizer (fused Adam)")
+PARTS = ("GEMMs (5)", "gather rows", "hidden bias add + ReLU (fused)", "ReLU backward + hidden bias gradient (fused)",
+         "output bias add and gradient (fused)", "loss + dlogits", "optimizer (fused Adam)")
 MODEL = NetworkParams(hidden=128, init="xavier_uniform", dtype="float32")
 SHAPES = {"w1": (784, 128), "b1": (128,), "w2": (128, 10), "b2": (10,)}
 OPTIMIZERS = {
@@ -225,22 +225,18 @@ def step_parts(images: np.ndarray, labels: np.ndarray, batch: int, rounds: int) 
         np.matmul(logits, w2.T, out=dhidden)
         np.matmul(x.T, dhidden, out=grad_w1)
 
-    def bias_adds() -> None:
-        hidden.__iadd__(b1)
-        logits.__iadd__(b2)
-
-    def bias_gradients() -> None:
-        np.add.reduce(dhidden, axis=0, out=grad_b1)
-        np.add.reduce(logits, axis=0, out=grad_b2)
+    def output_bias() -> None:
+        kernels().bias_add(logits, b2)
+        kernels().bias_grad(logits, grad_b2)
 
     loss_work = (np.empty(batch, np.float32), np.empty(batch, np.float32), np.empty(batch, np.float64))
     parts = {
         "GEMMs (5)": gemms,
         "gather rows": lambda: gatherer._gather(next(batches)),
-        "bias adds": bias_adds,
-        "ReLU forward": lambda: relu_forward(hidden, inplace=True),
-        "ReLU backward": lambda: relu_backward(dhidden, hidden, inplace=True),
-        "bias gradients": bias_gradients,
+        "hidden bias add + ReLU (fused)": lambda: kernels().bias_relu(hidden, b1),
+        "ReLU backward + hidden bias gradient (fused)": lambda: kernels().relu_backward_bias_grad(dhidden, hidden,
+                                                                                                  grad_b1),
+        "output bias add and gradient (fused)": output_bias,
         "loss + dlogits": lambda: softmax_cross_entropy_fused(logits, batch_labels, kernels(), loss_work),
         "optimizer (fused Adam)": lambda: adam.step(adam_grad),
     }
@@ -274,10 +270,14 @@ def whole_steps(images: np.ndarray, labels: np.ndarray, batch: int, rounds: int)
 
 # The parts of a step as the scratch backend calls them, timed inside its steps (parts_inside_steps), and the parts
 # timed alone (PARTS) that do the same work, where there are such.
-INSIDE = {"gather rows": ("gather rows",),
-          "dense forward and backward (GEMMs, bias adds, bias gradients)": ("GEMMs (5)", "bias adds", "bias gradients"),
-          "ReLU forward": ("ReLU forward",), "ReLU backward": ("ReLU backward",), "loss + dlogits": ("loss + dlogits",),
-          "optimizer (fused Adam)": ("optimizer (fused Adam)",)}
+DENSE = "dense layers (GEMMs, the output bias add and gradient)"
+INSIDE = {"gather rows": ("gather rows",), DENSE: ("GEMMs (5)", "output bias add and gradient (fused)"),
+          "hidden bias add + ReLU (fused)": ("hidden bias add + ReLU (fused)",),
+          "ReLU backward + hidden bias gradient (fused)": ("ReLU backward + hidden bias gradient (fused)",),
+          "loss + dlogits": ("loss + dlogits",), "optimizer (fused Adam)": ("optimizer (fused Adam)",)}
+# The hidden layers' passes run inside hidden_forward / hidden_backward, timed as the dense part: their time is taken
+# out of it.
+NESTED = {DENSE: ("hidden bias add + ReLU (fused)", "ReLU backward + hidden bias gradient (fused)")}
 
 
 def parts_inside_steps(images: np.ndarray, labels: np.ndarray, batch: int, rounds: int) -> dict[str, float]:
@@ -296,6 +296,8 @@ def parts_inside_steps(images: np.ndarray, labels: np.ndarray, batch: int, round
             start = time.thread_time_ns()
             backend.train_epoch(plan)
             elapsed = {"instrumented step": time.thread_time_ns() - start, **totals}
+            for outer, inner in NESTED.items():
+                elapsed[outer] -= sum(totals[part] for part in inner)
             if round_number:
                 best = {name: min(best[name], elapsed[name] / STEPS / 1e3) for name in best}
     best["glue"] = best["instrumented step"] - sum(best[name] for name in INSIDE)
@@ -307,13 +309,13 @@ def _timers_on(backend: object, totals: dict[str, int]) -> Iterator[None]:
     """Wrap the functions a scratch step calls, adding each call's CPU nanoseconds to totals[part]: the backend's own
     (kept: the backend is this benchmark's) and the network module's layer and loss functions (restored after)."""
     network = backend.network
-    for owner, attribute, part in ((backend, "_gather", "gather rows"), (network, "activation_forward", "ReLU forward"),
-                                   (network, "activation_backward", "ReLU backward"),
+    relu_forward, relu_backward = INSIDE["hidden bias add + ReLU (fused)"][0], NESTED[DENSE][1]
+    for owner, attribute, part in ((backend, "_gather", "gather rows"), (network, "bias_activation", relu_forward),
+                                   (network, "activation_bias_backward", relu_backward),
                                    (backend.optimizer, "step", "optimizer (fused Adam)")):
         setattr(owner, attribute, _timed(getattr(owner, attribute), part, totals))
-    dense = "dense forward and backward (GEMMs, bias adds, bias gradients)"
-    module_parts = {"dense_forward": dense, "dense_backward": dense, "softmax_cross_entropy": "loss + dlogits",
-                    "softmax_cross_entropy_fused": "loss + dlogits"}
+    module_parts = {"dense_forward": DENSE, "dense_backward": DENSE, "hidden_forward": DENSE, "hidden_backward": DENSE,
+                    "softmax_cross_entropy": "loss + dlogits", "softmax_cross_entropy_fused": "loss + dlogits"}
     originals = {name: getattr(network_module, name) for name in module_parts}
     for name, part in module_parts.items():
         setattr(network_module, name, _timed(originals[name], part, totals))

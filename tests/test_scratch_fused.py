@@ -1,7 +1,8 @@
 """The compiled kernels (scratch/kernels.c) give the same BITS as the NumPy reference on the same machine: the fused
 optimizer steps against scratch/optim.py with fused=False (every optimizer, each boolean both ways, non-zero weight
-decay, float32 and float64, many steps with a learning rate that changes every step), and the fused loss against
-scratch/losses.py softmax_cross_entropy."""
+decay, float32 and float64, many steps with a learning rate that changes every step), the fused loss against
+scratch/losses.py softmax_cross_entropy, the fused ReLU passes against scratch/layers.py's reference, and a whole
+network's steps on both paths."""
 
 from __future__ import annotations
 
@@ -14,9 +15,12 @@ import pytest
 
 from mnistbench.backends import make_backend
 from mnistbench.backends.scratch import make_optimizer
-from mnistbench.params import load_params
+from mnistbench.params import NetworkParams, load_params
 from mnistbench.scratch import fused as fused_kernels
+from mnistbench.scratch.activations import ACTIVATIONS, relu_backward, relu_forward
+from mnistbench.scratch.layers import bias_activation, bias_relu_fused, hidden_passes
 from mnistbench.scratch.losses import softmax_cross_entropy, softmax_cross_entropy_fused
+from mnistbench.scratch.network import MLP
 from mnistbench.scratch.optim import SGD, Adagrad, Adam, AdamW, RMSprop
 from mnistbench.training import initial_weights
 
@@ -218,3 +222,115 @@ def test_the_fused_loss_refuses_labels_that_are_not_classes() -> None:
         fused_kernels.kernels().loss_shift(logits, np.array([0, 1, 2, 3]), np.empty(4, np.float64))
     with pytest.raises(ValueError, match="not Fortran contiguous"):  # a C-ordered array is not what the loops read
         fused_kernels.kernels().loss_shift(np.zeros((4, 10), np.float32), np.arange(4), np.empty(4, np.float32))
+
+
+def layer_batch(rows: int, width: int, dtype: np.dtype, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(pre-activations (rows, width), biases (width,), upstream gradients (rows, width)) with the values the
+    elementwise passes treat specially: -0 and +0 sums, NaN, +-inf, and a column of -0 gradients."""
+    rng = np.random.default_rng(seed)
+    pre = rng.normal(size=(rows, width)).astype(dtype)
+    b = rng.normal(size=width).astype(dtype)
+    b[0] = 0.0
+    pre[0, : min(width, 5)] = [-0.0, np.nan, -np.inf, np.inf, 0.0][: min(width, 5)]
+    dout = rng.normal(scale=10.0 ** -(seed % 4), size=(rows, width)).astype(dtype)
+    dout[:, -1] = -0.0
+    dout[-1, 0] = np.inf
+    return pre, b, dout
+
+
+# Widths below, at and past the SIMD widths (the loops' vector body and tail), and the default layer (128)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("rows", "width"), [(1, 128), (24, 128), (32, 128), (7, 33), (129, 17), (3, 1)])
+def test_fused_relu_passes_give_the_bits_of_the_reference(rows, width, dtype) -> None:
+    pre, b, dout = layer_batch(rows, width, dtype, rows * width)
+    built = fused_kernels.kernels()
+    reference_forward, reference_backward = hidden_passes("relu", relu_forward, relu_backward, None)
+    fused_forward, fused_backward = hidden_passes("relu", relu_forward, relu_backward, built)
+    out, cache = reference_forward(pre.copy(), b)
+    fused_out, fused_cache = fused_forward(pre.copy(), b)
+    assert fused_out.tobytes() == out.tobytes() and fused_cache is fused_out
+    assert (np.isnan(out).any() or width == 1) and (out == 0).any()
+    db, fused_db = np.empty(width, dtype), np.full(width, 7.0, dtype)
+    with np.errstate(invalid="ignore"):  # the reference's inf * 0
+        dpre = reference_backward(dout.copy(), cache, db)
+        fused_dpre = fused_backward(dout.copy(), fused_cache, fused_db)
+    assert fused_dpre.tobytes() == dpre.tobytes()
+    assert fused_db.tobytes() == db.tobytes()
+    assert not np.signbit(db[-1])  # the -0 column sums to +0, as NumPy's add.reduce does
+
+
+def test_only_relu_takes_the_compiled_passes() -> None:
+    built = fused_kernels.kernels()
+    assert hidden_passes("relu", relu_forward, relu_backward, built)[0].func is bias_relu_fused
+    for name, (forward, backward) in ACTIVATIONS.items():
+        passes = hidden_passes(name, forward, backward, None if name == "relu" else built)
+        assert passes[0].func is bias_activation and passes[0].keywords == {"forward": forward}, name
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("activation", "hidden"), [("relu", [128]), ("relu", [48, 24, 16]), ("tanh", [24, 16]),
+                                                    ("sigmoid", [24])])
+def test_a_network_on_the_kernels_trains_the_bits_of_the_reference(activation, hidden, dtype) -> None:
+    """The whole step, every layer's passes and the loss, on both paths: several SGD steps, batches of two sizes
+    (the epoch's last batch is smaller), then the same parameters and the same logits."""
+    network = NetworkParams(hidden=hidden, init="xavier_uniform", dtype=np.dtype(dtype).name, activation=activation)
+    rng = np.random.default_rng(5)
+    images = rng.random((40, 784)).astype(dtype)
+    labels = rng.integers(0, 10, 40)
+    results = []
+    for built in (None, fused_kernels.kernels()):
+        mlp = MLP(initial_weights(0, network), dtype, activation, built)
+        losses = []
+        for rows in (slice(0, 32), slice(32, 40), slice(0, 32)):
+            loss, grads = mlp.loss_and_gradients(images[rows], labels[rows])
+            losses.append(loss)
+            mlp.flat_params -= np.asarray(0.1, dtype) * mlp.flat_grads
+        results.append((losses, mlp.flat_params.tobytes(), mlp.flat_grads.tobytes(), mlp.logits(images).tobytes()))
+    assert results[0] == results[1]
+
+
+def test_the_relu_passes_refuse_arrays_that_would_be_misread() -> None:
+    built = fused_kernels.kernels()
+    out, b = np.zeros((4, 6), np.float32), np.ones(6, np.float32)
+    with pytest.raises(ValueError, match=r"b: \(6,\) of float32 is needed"):
+        built.bias_relu(out, b[:5])
+    with pytest.raises(ValueError, match=r"b: \(6,\) of float32"):
+        built.bias_relu(out, np.ones(6))
+    with pytest.raises(ValueError, match="not C-contiguous"):
+        built.bias_relu(np.asfortranarray(out), b)
+    with pytest.raises(ValueError, match=r"out: \(4, 6\) of float32"):
+        built.relu_backward_bias_grad(out, out[:3], b)
+    with pytest.raises(ValueError, match="db overlaps dout"):
+        built.relu_backward_bias_grad(out, np.ones((4, 6), np.float32), out[0])
+    assert not out.any() and (b == 1).all()  # nothing was written by a refused call
+
+
+# Every kind of NumPy's pairwise column sum (under 8 rows, one block, the recursive split of a full batch)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows", [1, 7, 8, 24, 32, 88, 128, 129, 8193, 55_000])
+def test_fused_output_bias_passes_give_the_bits_of_the_reference(rows, dtype) -> None:
+    rng = np.random.default_rng(rows)
+    logits = np.asfortranarray((rng.normal(size=(rows, 10)) * 10.0 ** rng.integers(-3, 3, (rows, 10))).astype(dtype))
+    logits[:, 3] = -0.0
+    b = rng.normal(size=10).astype(dtype)
+    built = fused_kernels.kernels()
+    out, fused_out = logits.copy(order="F"), logits.copy(order="F")
+    out += b
+    built.bias_add(fused_out, b)
+    assert fused_out.tobytes() == out.tobytes()
+    db = np.full(10, 7.0, dtype)
+    built.bias_grad(logits, db)
+    assert db.tobytes() == np.add.reduce(logits, axis=0).tobytes()
+    assert not np.signbit(db[3])
+
+
+def test_the_output_bias_passes_refuse_arrays_that_would_be_misread() -> None:
+    built = fused_kernels.kernels()
+    logits, db = np.ones((4, 10), np.float32, order="F"), np.zeros(10, np.float32)
+    with pytest.raises(ValueError, match="not Fortran contiguous"):  # a C-ordered batch would be read by columns
+        built.bias_add(np.ones((4, 10), np.float32), db)
+    with pytest.raises(ValueError, match=r"db: \(10,\) of float32"):
+        built.bias_grad(logits, db[:9])
+    with pytest.raises(ValueError, match="db overlaps dout"):
+        built.bias_grad(logits, logits.ravel(order="F")[:10])  # a view of its first 10 elements
+    assert not db.any() and (logits == 1).all()

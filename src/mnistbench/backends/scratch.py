@@ -4,7 +4,8 @@ It holds the training rows converted once to the model's dtype, gathers each min
 buffer, and runs one forward/backward pass and one optimizer step per batch, at the learning rate its schedule
 gives that step. The optimizer sees the whole parameter vector as one array and steps it with its fused kernel
 (scratch/kernels.c, loaded by scratch/fused.py): one compiled loop over all parameters, the bits of the NumPy
-reference, which it falls back to where the kernels are not built.
+reference, which it falls back to where the kernels are not built; the network's loss and its bias and ReLU passes
+run on the same kernels (scratch/network.py), with the same bits.
 """
 
 from __future__ import annotations

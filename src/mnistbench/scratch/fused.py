@@ -1,9 +1,11 @@
-"""The compiled kernels: one C loop per optimizer and the loss's own passes (scratch/kernels.c, built at install as
-mnistbench.scratch._kernels), held to scratch/optim.py's and scratch/losses.py's NumPy references bit for bit.
+"""The compiled kernels: one C loop per optimizer, the loss's own passes and the layers' bias and ReLU passes
+(scratch/kernels.c, built at install as mnistbench.scratch._kernels), held to the NumPy references of
+scratch/optim.py, scratch/losses.py and scratch/layers.py bit for bit.
 
 `kernels()` is the extension module, or None where it cannot be used: not built (no C compiler at install), or
 built from another kernels.c than the one beside it (the source changed after `pip install -e .`). Either way
-the optimizers step on their NumPy reference, which gives the same bits; a warning says so once, with the fix.
+the optimizers, the loss and the layers run their NumPy references, which give the same bits; a warning says so
+once, with the fix.
 
 Its functions, all updating param (and the optimizer's state) in place; arrays are C-contiguous float32 or float64,
 all of param's type and size; a state array the settings do not use may be None:
@@ -15,6 +17,10 @@ all of param's type and size; a state array the settings do not use may be None:
   adagrad(param, grad, squared_sum, lr, eps, weight_decay, decay)
 and the loss's passes around NumPy's exp and log (scratch/losses.py `softmax_cross_entropy_fused`):
   loss_shift(logits, labels, true_shifted); loss_finish(probs, labels, sums, log_sums, true_shifted) -> float
+and the layers' passes (scratch/layers.py), in place on a batch: a hidden layer's (C-ordered, ReLU only)
+  bias_relu(out, b); relu_backward_bias_grad(dout, out, db)
+and the output layer's (on the Fortran-ordered logits and their gradient)
+  bias_add(out, b); bias_grad(dout, db)
 INSTRUCTION_SET names the clone of the loops this CPU runs (avx512f, avx2 or the baseline).
 """
 
@@ -38,12 +44,12 @@ def kernels() -> ModuleType | None:
     try:
         from mnistbench.scratch import _kernels
     except ImportError:
-        log.warning("the fused optimizer kernels are not built: optimizers step on their NumPy reference (same "
-                    "bits, slower); to build them: %s", REBUILD)
+        log.warning("the fused optimizer kernels are not built: optimizers, loss and layers run their NumPy "
+                    "reference (same bits, slower); to build them: %s", REBUILD)
         return None
     if SOURCE.is_file() and hashlib.sha256(SOURCE.read_bytes()).hexdigest() != _kernels.SOURCE_SHA256:
-        log.warning("%s changed since the fused optimizer kernels were built: optimizers step on their NumPy "
-                    "reference (same bits, slower); to rebuild: %s", SOURCE, REBUILD)
+        log.warning("%s changed since the fused optimizer kernels were built: optimizers, loss and layers run "
+                    "their NumPy reference (same bits, slower); to rebuild: %s", SOURCE, REBUILD)
         return None
     return _kernels
 

@@ -1,5 +1,6 @@
-/* One-loop optimizer kernels, the fast path of scratch/optim.py, and the softmax cross-entropy's own passes, the
- * fast path of scratch/losses.py: each held to its NumPy reference bit for bit.
+/* One-loop optimizer kernels, the fast path of scratch/optim.py; the softmax cross-entropy's own passes, the fast
+ * path of scratch/losses.py; and the layers' bias and ReLU passes, the fast path of scratch/layers.py: each held to
+ * its NumPy reference bit for bit.
  *
  * Built at install as the extension mnistbench.scratch._kernels (setup.py); scratch/fused.py loads it.
  *
@@ -345,32 +346,36 @@ DEFINE_PY_FUNCTION(adagrad, ADAGRAD, ADAGRAD_CALL)
 
 /* --- the softmax cross-entropy's own passes, around NumPy's exp and log (scratch/losses.py) -------------------- */
 
-/* NumPy's float64 add.reduce of a contiguous vector, operation for operation: pairwise above 8 values, with eight
- * running sums per block of up to 128 (numpy/_core/src/umath/loops_utils.h.src, DOUBLE_pairwise_sum). */
-static double pairwise_sum(const double *a, Py_ssize_t n) {
-    if (n < 8) {
-        double res = 0.;
-        for (Py_ssize_t i = 0; i < n; i++)
-            res += a[i];
-        return res;
+/* NumPy's add.reduce of a contiguous vector of T, operation for operation: pairwise above 8 values, with eight
+ * running sums of T per block of up to 128 (numpy/_core/src/umath/loops_utils.h.src, @TYPE@_pairwise_sum). */
+#define DEFINE_PAIRWISE_SUM(T)                                                                                   \
+    static T pairwise_sum_##T(const T *a, Py_ssize_t n) {                                                        \
+        if (n < 8) {                                                                                             \
+            T res = 0.;                                                                                          \
+            for (Py_ssize_t i = 0; i < n; i++)                                                                   \
+                res += a[i];                                                                                     \
+            return res;                                                                                          \
+        }                                                                                                        \
+        if (n <= 128) {                                                                                          \
+            T r[8];                                                                                              \
+            Py_ssize_t i;                                                                                        \
+            for (int j = 0; j < 8; j++)                                                                          \
+                r[j] = a[j];                                                                                     \
+            for (i = 8; i < n - (n % 8); i += 8)                                                                 \
+                for (int j = 0; j < 8; j++)                                                                      \
+                    r[j] += a[i + j];                                                                            \
+            T res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));                           \
+            for (; i < n; i++)                                                                                   \
+                res += a[i];                                                                                     \
+            return res;                                                                                          \
+        }                                                                                                        \
+        Py_ssize_t n2 = n / 2;                                                                                   \
+        n2 -= n2 % 8;                                                                                            \
+        return pairwise_sum_##T(a, n2) + pairwise_sum_##T(a + n2, n - n2);                                       \
     }
-    if (n <= 128) {
-        double r[8];
-        Py_ssize_t i;
-        for (int j = 0; j < 8; j++)
-            r[j] = a[j];
-        for (i = 8; i < n - (n % 8); i += 8)
-            for (int j = 0; j < 8; j++)
-                r[j] += a[i + j];
-        double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-        for (; i < n; i++)
-            res += a[i];
-        return res;
-    }
-    Py_ssize_t n2 = n / 2;
-    n2 -= n2 % 8;
-    return pairwise_sum(a, n2) + pairwise_sum(a + n2, n - n2);
-}
+
+DEFINE_PAIRWISE_SUM(float)
+DEFINE_PAIRWISE_SUM(double)
 
 /* Logits are (n, k) Fortran-ordered: column j holds class j of every row, at j * n. */
 #define DEFINE_LOSS_LOOPS(T)                                                                                     \
@@ -395,7 +400,7 @@ static double pairwise_sum(const double *a, Py_ssize_t n) {
                                   const T *true_shifted, Py_ssize_t n, Py_ssize_t k) {                           \
         for (Py_ssize_t i = 0; i < n; i++)                                                                       \
             log_sums[i] = log_sums[i] - (double)true_shifted[i];                                                 \
-        double loss = pairwise_sum(log_sums, n);                                                                 \
+        double loss = pairwise_sum_double(log_sums, n);                                                          \
         for (Py_ssize_t j = 0; j < k; j++)                                                                       \
             for (Py_ssize_t i = 0; i < n; i++)                                                                   \
                 probs[j * n + i] = probs[j * n + i] / (sums[i] * (T)n);                                          \
@@ -408,35 +413,40 @@ static double pairwise_sum(const double *a, Py_ssize_t n) {
 DEFINE_LOSS_LOOPS(float)
 DEFINE_LOSS_LOOPS(double)
 
-/* What a loss function takes: `count` buffers, the first the (n, k) Fortran-ordered logits (float32 or float64),
- * the others vectors of n elements of types[m] ('q': int64 labels in [0, k); 'd': float64; 0: the logits' type);
- * buffer m is written where bit m of `written` is set. */
+/* What a batch function takes: `count` buffers, the first the (n, k) batch array (float32 or float64) in the order
+ * shapes[0] names ('F': Fortran, the loss's logits; 'C': C, a dense layer's activations), each other of shape
+ * shapes[m] ('n': (n,); 'k': (k,); 'B': (n, k) in the batch's order) and of type types[m] ('q': int64 labels in
+ * [0, k); 'd': float64; 0: the batch's type); buffer m is written where bit m of `written` is set. */
 typedef struct {
     const char *function;
     int count;
     const char *names[5];
     char types[5];
+    char shapes[5];
     unsigned written;
-} LossSignature;
+} BatchSignature;
 
-/* One loss call's buffers, read per its LossSignature. */
+/* One batch call's buffers, read per its BatchSignature. */
 typedef struct {
     Py_buffer views[5];
     int count;
     char type;
     Py_ssize_t n, k;
-} LossCall;
+} BatchCall;
 
-static void release_loss(LossCall *call) {
+static void release_batch(BatchCall *call) {
     for (int m = 0; m < call->count; m++)
         PyBuffer_Release(&call->views[m]);
 }
 
+static const char *type_name(char type) { return type == 'q' ? "int64" : (type == 'f' ? "float32" : "float64"); }
+
 /* Buffer m of the call from `object`; 0 on success, -1 with a Python error set. */
-static int acquire_loss(LossCall *call, const LossSignature *sig, int m, PyObject *object) {
+static int acquire_batch(BatchCall *call, const BatchSignature *sig, int m, PyObject *object) {
     const char *name = sig->names[m];
     Py_buffer *view = &call->views[m];
-    int request = (m == 0 ? PyBUF_F_CONTIGUOUS : PyBUF_C_CONTIGUOUS) | PyBUF_FORMAT
+    int order = sig->shapes[0] == 'F' ? PyBUF_F_CONTIGUOUS : PyBUF_C_CONTIGUOUS;
+    int request = (m == 0 || sig->shapes[m] == 'B' ? order : PyBUF_C_CONTIGUOUS) | PyBUF_FORMAT
                   | (((sig->written >> m) & 1u) ? PyBUF_WRITABLE : 0);
     if (PyObject_GetBuffer(object, view, request) < 0)
         return -1;
@@ -455,10 +465,22 @@ static int acquire_loss(LossCall *call, const LossSignature *sig, int m, PyObjec
     bool integer = sig->types[m] == 'q';
     char wanted = sig->types[m] ? sig->types[m] : call->type;
     bool matches = integer ? ((format == 'l' || format == 'q') && view->itemsize == 8) : format == wanted;
-    if (!matches || view->ndim != 1 || view->shape[0] != call->n) {
-        PyErr_Format(PyExc_ValueError, "%s: (%zd,) of %s is needed", name, call->n,
-                     integer ? "int64" : (wanted == 'f' ? "float32" : "float64"));
+    Py_ssize_t length = sig->shapes[m] == 'n' ? call->n : call->k;
+    bool shaped = sig->shapes[m] == 'B' ? view->ndim == 2 && view->shape[0] == call->n && view->shape[1] == call->k
+                                        : view->ndim == 1 && view->shape[0] == length;
+    if (!matches || !shaped) {
+        if (sig->shapes[m] == 'B')
+            PyErr_Format(PyExc_ValueError, "%s: (%zd, %zd) of %s is needed", name, call->n, call->k, type_name(wanted));
+        else
+            PyErr_Format(PyExc_ValueError, "%s: (%zd,) of %s is needed", name, length, type_name(wanted));
         return -1;
+    }
+    for (int other = 0; other < m; other++) {
+        const char *a = view->buf, *b = call->views[other].buf;
+        if (view->len && call->views[other].len && a < b + call->views[other].len && b < a + view->len) {
+            PyErr_Format(PyExc_ValueError, "%s overlaps %s", name, sig->names[other]);
+            return -1;
+        }
     }
     if (integer) {
         const int64_t *labels = view->buf;
@@ -472,15 +494,15 @@ static int acquire_loss(LossCall *call, const LossSignature *sig, int m, PyObjec
 }
 
 /* Read args per `sig` into *call; 0 on success, -1 with a Python error set and nothing held. */
-static int parse_loss(PyObject *const *args, Py_ssize_t nargs, const LossSignature *sig, LossCall *call) {
+static int parse_batch(PyObject *const *args, Py_ssize_t nargs, const BatchSignature *sig, BatchCall *call) {
     call->count = 0;
     if (nargs != sig->count) {
         PyErr_Format(PyExc_TypeError, "%s() takes %d arguments (%zd given)", sig->function, sig->count, nargs);
         return -1;
     }
     for (int m = 0; m < sig->count; m++) {
-        if (acquire_loss(call, sig, m, args[m]) < 0) {
-            release_loss(call);
+        if (acquire_batch(call, sig, m, args[m]) < 0) {
+            release_batch(call);
             return -1;
         }
     }
@@ -489,39 +511,118 @@ static int parse_loss(PyObject *const *args, Py_ssize_t nargs, const LossSignatu
 
 #define BUF(m) (call.views[m].buf)
 
-static const LossSignature LOSS_SHIFT = {"loss_shift", 3, {"logits", "labels", "true_shifted"}, {0, 'q', 0}, 0x5u};
+/* A Python function returning None: its buffers read per SIGNATURE, then NAME_<type>(the buffers, call.n, call.k) */
+#define DEFINE_BATCH_FUNCTION(NAME, SIGNATURE, ...)                                                              \
+    static PyObject *py_##NAME(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {                      \
+        (void)module;                                                                                            \
+        BatchCall call;                                                                                          \
+        if (parse_batch(args, nargs, &SIGNATURE, &call) < 0)                                                     \
+            return NULL;                                                                                         \
+        if (call.type == 'f')                                                                                    \
+            NAME##_float(__VA_ARGS__, call.n, call.k);                                                           \
+        else                                                                                                     \
+            NAME##_double(__VA_ARGS__, call.n, call.k);                                                          \
+        release_batch(&call);                                                                                    \
+        Py_RETURN_NONE;                                                                                          \
+    }
+
+static const BatchSignature LOSS_SHIFT = {"loss_shift", 3, {"logits", "labels", "true_shifted"}, {0, 'q', 0},
+                                          {'F', 'n', 'n'}, 0x5u};
 PyDoc_STRVAR(loss_shift_doc, "loss_shift(logits, labels, true_shifted)\n\nscratch/losses.py: logits -= each row's "
                              "maximum, in place; true_shifted[i] = the shifted logits[i, labels[i]].");
 
-static PyObject *py_loss_shift(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    (void)module;
-    LossCall call;
-    if (parse_loss(args, nargs, &LOSS_SHIFT, &call) < 0)
-        return NULL;
-    if (call.type == 'f')
-        loss_shift_float(BUF(0), BUF(1), BUF(2), call.n, call.k);
-    else
-        loss_shift_double(BUF(0), BUF(1), BUF(2), call.n, call.k);
-    release_loss(&call);
-    Py_RETURN_NONE;
-}
+DEFINE_BATCH_FUNCTION(loss_shift, LOSS_SHIFT, BUF(0), BUF(1), BUF(2))
 
-static const LossSignature LOSS_FINISH = {"loss_finish", 5, {"probs", "labels", "sums", "log_sums", "true_shifted"},
-                                          {0, 'q', 0, 'd', 0}, 0x9u};
+static const BatchSignature LOSS_FINISH = {"loss_finish", 5, {"probs", "labels", "sums", "log_sums", "true_shifted"},
+                                          {0, 'q', 0, 'd', 0}, {'F', 'n', 'n', 'n', 'n'}, 0x9u};
 PyDoc_STRVAR(loss_finish_doc, "loss_finish(probs, labels, sums, log_sums, true_shifted) -> float\n\n"
                               "scratch/losses.py: the summed loss (NumPy's add.reduce of log_sums - true_shifted, "
                               "log_sums overwritten); probs = probs / (sums * n) - onehot / n, in place.");
 
 static PyObject *py_loss_finish(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
-    LossCall call;
-    if (parse_loss(args, nargs, &LOSS_FINISH, &call) < 0)
+    BatchCall call;
+    if (parse_batch(args, nargs, &LOSS_FINISH, &call) < 0)
         return NULL;
     double loss = call.type == 'f' ? loss_finish_float(BUF(0), BUF(1), BUF(2), BUF(3), BUF(4), call.n, call.k)
                                    : loss_finish_double(BUF(0), BUF(1), BUF(2), BUF(3), BUF(4), call.n, call.k);
-    release_loss(&call);
+    release_batch(&call);
     return PyFloat_FromDouble(loss);
 }
+
+/* --- the output layer's bias passes, on the (n, k) Fortran-ordered logits and their gradient (scratch/layers.py) - */
+
+#define DEFINE_OUTPUT_BIAS_LOOPS(T)                                                                              \
+    static void bias_add_##T(T *restrict out, const T *restrict b, Py_ssize_t n, Py_ssize_t k) {                 \
+        for (Py_ssize_t j = 0; j < k; j++)                                                                       \
+            for (Py_ssize_t i = 0; i < n; i++)                                                                   \
+                out[j * n + i] = out[j * n + i] + b[j];                                                          \
+    }                                                                                                            \
+                                                                                                                 \
+    /* np.add.reduce over axis 0 of a Fortran-ordered array: each column pairwise, added to +0 (so -0 sums to +0) */\
+    static void bias_grad_##T(const T *restrict dout, T *restrict db, Py_ssize_t n, Py_ssize_t k) {              \
+        for (Py_ssize_t j = 0; j < k; j++)                                                                       \
+            db[j] = (T)0 + pairwise_sum_##T(dout + j * n, n);                                                    \
+    }
+
+DEFINE_OUTPUT_BIAS_LOOPS(float)
+DEFINE_OUTPUT_BIAS_LOOPS(double)
+
+static const BatchSignature BIAS_ADD = {"bias_add", 2, {"out", "b"}, {0, 0}, {'F', 'k'}, 0x1u};
+PyDoc_STRVAR(bias_add_doc, "bias_add(out, b)\n\nscratch/layers.py: out += b, in place; out (n, k) Fortran-ordered, "
+                           "b (k,).");
+
+DEFINE_BATCH_FUNCTION(bias_add, BIAS_ADD, BUF(0), BUF(1))
+
+static const BatchSignature BIAS_GRAD = {"bias_grad", 2, {"dout", "db"}, {0, 0}, {'F', 'k'}, 0x2u};
+PyDoc_STRVAR(bias_grad_doc, "bias_grad(dout, db)\n\nscratch/layers.py: db = the sum of dout's rows, as NumPy's "
+                            "add.reduce over axis 0; dout (n, k) Fortran-ordered, db (k,).");
+
+DEFINE_BATCH_FUNCTION(bias_grad, BIAS_GRAD, BUF(0), BUF(1))
+
+/* --- a hidden ReLU layer's passes, each fused with its bias part (scratch/layers.py) ------------------------- */
+
+/* Activations are (n, k) C-ordered: row i holds the k units of sample i, at i * k. */
+#define DEFINE_LAYER_LOOPS(T)                                                                                    \
+    /* out = max(out + b, 0) as np.maximum: a NaN stays (its payload too), -0 becomes +0 */                      \
+    CLONED static void bias_relu_##T(T *restrict out, const T *restrict b, Py_ssize_t n, Py_ssize_t k) {         \
+        for (Py_ssize_t i = 0; i < n; i++)                                                                       \
+            for (Py_ssize_t j = 0; j < k; j++) {                                                                 \
+                T value = out[i * k + j] + b[j];                                                                 \
+                out[i * k + j] = (value > 0 || value != value) ? value : (T)0;                                   \
+            }                                                                                                    \
+    }                                                                                                            \
+                                                                                                                 \
+    /* dout *= (out > 0), as np.multiply by the bool mask; db = the column sums of the result, as np.add.reduce  \
+     * over axis 0 of a C-ordered array adds them: row by row from 0 (+0, so that -0 sums to +0) */            \
+    CLONED static void relu_backward_bias_grad_##T(T *restrict dout, const T *restrict out, T *restrict db,       \
+                                                  Py_ssize_t n, Py_ssize_t k) {                                  \
+        for (Py_ssize_t j = 0; j < k; j++)                                                                       \
+            db[j] = 0;                                                                                           \
+        for (Py_ssize_t i = 0; i < n; i++)                                                                       \
+            for (Py_ssize_t j = 0; j < k; j++) {                                                                 \
+                T gradient = dout[i * k + j] * (out[i * k + j] > 0 ? (T)1 : (T)0);                               \
+                dout[i * k + j] = gradient;                                                                      \
+                db[j] = db[j] + gradient;                                                                        \
+            }                                                                                                    \
+    }
+
+DEFINE_LAYER_LOOPS(float)
+DEFINE_LAYER_LOOPS(double)
+
+static const BatchSignature BIAS_RELU = {"bias_relu", 2, {"out", "b"}, {0, 0}, {'C', 'k'}, 0x1u};
+PyDoc_STRVAR(bias_relu_doc, "bias_relu(out, b)\n\nscratch/layers.py: out = max(out + b, 0), in place; out (n, k) "
+                            "C-ordered, b (k,).");
+
+DEFINE_BATCH_FUNCTION(bias_relu, BIAS_RELU, BUF(0), BUF(1))
+
+static const BatchSignature RELU_BACKWARD_BIAS_GRAD = {"relu_backward_bias_grad", 3, {"dout", "out", "db"}, {0, 0, 0},
+                                                       {'C', 'B', 'k'}, 0x5u};
+PyDoc_STRVAR(relu_backward_bias_grad_doc,
+             "relu_backward_bias_grad(dout, out, db)\n\nscratch/layers.py: dout *= (out > 0), in place; db = the sum "
+             "of dout's rows; dout and out (n, k) C-ordered, db (k,).");
+
+DEFINE_BATCH_FUNCTION(relu_backward_bias_grad, RELU_BACKWARD_BIAS_GRAD, BUF(0), BUF(1), BUF(2))
 
 /* The instruction set of the clone the loader picks: the first of target_clones' list the CPU supports. */
 static const char *instruction_set(void) {
@@ -544,12 +645,18 @@ static PyMethodDef methods[] = {
     {"adagrad", (PyCFunction)(void (*)(void))py_adagrad, METH_FASTCALL, adagrad_doc},
     {"loss_shift", (PyCFunction)(void (*)(void))py_loss_shift, METH_FASTCALL, loss_shift_doc},
     {"loss_finish", (PyCFunction)(void (*)(void))py_loss_finish, METH_FASTCALL, loss_finish_doc},
+    {"bias_add", (PyCFunction)(void (*)(void))py_bias_add, METH_FASTCALL, bias_add_doc},
+    {"bias_grad", (PyCFunction)(void (*)(void))py_bias_grad, METH_FASTCALL, bias_grad_doc},
+    {"bias_relu", (PyCFunction)(void (*)(void))py_bias_relu, METH_FASTCALL, bias_relu_doc},
+    {"relu_backward_bias_grad", (PyCFunction)(void (*)(void))py_relu_backward_bias_grad, METH_FASTCALL,
+     relu_backward_bias_grad_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module_definition = {
     PyModuleDef_HEAD_INIT, "_kernels",
-    "The fused optimizer steps of scratch/optim.py and loss passes of scratch/losses.py, from scratch/kernels.c.",
+    "The fused optimizer steps of scratch/optim.py, loss passes of scratch/losses.py and layer passes of "
+    "scratch/layers.py, from scratch/kernels.c.",
     -1, methods,
 };
 

@@ -16,11 +16,12 @@ from types import ModuleType
 import numpy as np
 
 from mnistbench.scratch.activations import ACTIVATIONS
-from mnistbench.scratch.layers import dense_backward, dense_forward
+from mnistbench.scratch.layers import dense_backward, dense_forward, hidden_backward, hidden_forward, hidden_passes
 from mnistbench.scratch.losses import softmax_cross_entropy, softmax_cross_entropy_fused
 
-# Per batch size: the hidden activations, the logits, the fused loss's work vectors (MLP._batch_buffers).
-BatchBuffers = tuple[list[np.ndarray], np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]
+# Per batch size: the hidden activations, their gradients, the logits, the fused loss's work vectors
+# (MLP._batch_buffers).
+BatchBuffers = tuple[list[np.ndarray], list[np.ndarray], np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
 def param_names(n_layers: int) -> tuple[str, ...]:
@@ -41,7 +42,9 @@ class MLP:
 
     weights: {"w1": (n_in, h1), "b1": (h1,), ..., "wL": (h_{L-1}, k), "bL": (k,)}, copied in `dtype`.
     activation: "relu" | "tanh" | "sigmoid". kernels: the compiled kernels (scratch/fused.py `kernels`), which
-    the loss then runs on (`softmax_cross_entropy_fused`, the same bits), or None for the NumPy reference.
+    the loss then runs on (`softmax_cross_entropy_fused`), with ReLU's passes and the bias parts (layers.py
+    `hidden_passes`, the output layer's bias_add and bias_grad), all with the same bits; or None for the NumPy
+    reference.
     """
 
     def __init__(self, weights: dict[str, np.ndarray], dtype: np.dtype = np.float32, activation: str = "relu",
@@ -50,6 +53,10 @@ class MLP:
         self.kernels = kernels
         self.n_layers = count_layers(weights)
         self.activation_forward, self.activation_backward = ACTIVATIONS[activation]
+        self.bias_activation, self.activation_bias_backward = hidden_passes(
+            activation, self.activation_forward, self.activation_backward, kernels)
+        # the output layer's bias passes on the Fortran-ordered logits buffer: compiled, or NumPy's (None)
+        self.output_bias_add, self.output_bias_grad = (kernels.bias_add, kernels.bias_grad) if kernels else (None, None)
         names = param_names(self.n_layers)
         shapes = {name: np.shape(weights[name]) for name in names}
         self.flat_params = np.empty(sum(int(np.prod(s)) for s in shapes.values()), dtype=self.dtype)
@@ -68,7 +75,7 @@ class MLP:
         *hidden_layers, (w_last, b_last, _, _) = self._layers
         out = x
         for w, b, _, _ in hidden_layers:
-            out, _ = self.activation_forward(dense_forward(out, w, b)[0], inplace=True)
+            out, _ = hidden_forward(out, w, b, self.bias_activation)
         return dense_forward(out, w_last, b_last)[0]
 
     def loss_and_gradients(self, x: np.ndarray, labels: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
@@ -77,25 +84,24 @@ class MLP:
         x: (batch, n_in) in the network's dtype; labels: (batch,) int. Returns (loss as float, `self.grads`):
         the gradients are written into the network's gradient buffers, overwritten by the next call.
         """
-        hidden_buffers, logits_buffer, loss_work = self._batch_buffers(len(x))
-        *hidden_layers, (w_last, b_last, _, _) = self._layers
-        out, dense_caches, activation_caches = x, [], []
+        hidden_buffers, gradient_buffers, logits_buffer, loss_work = self._batch_buffers(len(x))
+        *hidden_layers, (w_last, b_last, dw_last, db_last) = self._layers
+        out, caches = x, []
         for (w, b, _, _), buffer in zip(hidden_layers, hidden_buffers, strict=True):
-            pre_activation, cache = dense_forward(out, w, b, out=buffer)
-            out, activation_cache = self.activation_forward(pre_activation, inplace=True)
-            dense_caches.append(cache)
-            activation_caches.append(activation_cache)
-        logits, cache = dense_forward(out, w_last, b_last, out=logits_buffer)
-        dense_caches.append(cache)
+            out, cache = hidden_forward(out, w, b, self.bias_activation, out=buffer)
+            caches.append(cache)
+        logits, last_cache = dense_forward(out, w_last, b_last, out=logits_buffer, bias_add=self.output_bias_add)
         if self.kernels is None:
-            loss, upstream = softmax_cross_entropy(logits, labels, inplace=True)
+            loss, dlogits = softmax_cross_entropy(logits, labels, inplace=True)
         else:
-            loss, upstream = softmax_cross_entropy_fused(logits, labels, self.kernels, loss_work)
-        for layer in range(self.n_layers, 0, -1):
+            loss, dlogits = softmax_cross_entropy_fused(logits, labels, self.kernels, loss_work)
+        need_dx = bool(hidden_layers)
+        upstream, _, _ = dense_backward(dlogits, last_cache, dw=dw_last, db=db_last, need_dx=need_dx,
+                                        dx=gradient_buffers[-1] if need_dx else None, bias_grad=self.output_bias_grad)
+        for layer in range(len(hidden_layers), 0, -1):
             _, _, dw, db = self._layers[layer - 1]
-            dx, _, _ = dense_backward(upstream, dense_caches[layer - 1], dw=dw, db=db, need_dx=layer > 1)
-            if layer > 1:
-                upstream = self.activation_backward(dx, activation_caches[layer - 2], inplace=True)
+            upstream = hidden_backward(upstream, caches[layer - 1], self.activation_bias_backward, dw, db,
+                                       need_dx=layer > 1, dx=gradient_buffers[layer - 2] if layer > 1 else None)
         return loss, self.grads
 
     def weights(self) -> dict[str, np.ndarray]:
@@ -103,14 +109,16 @@ class MLP:
         return {name: view.copy() for name, view in self.params.items()}
 
     def _batch_buffers(self, batch: int) -> BatchBuffers:
-        """([hidden_i (batch, h_i) for each hidden layer], logits (batch, k), the fused loss's work vectors
-        (true_shifted, sums: (batch,) in the dtype; log_sums: (batch,) float64)), reused by every batch of this size."""
+        """([hidden_i (batch, h_i) for each hidden layer], [the gradient at hidden_i, (batch, h_i)], logits (batch, k),
+        the fused loss's work vectors (true_shifted, sums: (batch,) in the dtype; log_sums: (batch,) float64)), reused
+        by every batch of this size."""
         if batch not in self._buffers:
             widths = [b.shape[0] for _, b, _, _ in self._layers]
             hidden = [np.empty((batch, width), self.dtype) for width in widths[:-1]]
+            gradients = [np.empty((batch, width), self.dtype) for width in widths[:-1]]
             logits = np.empty((batch, widths[-1]), self.dtype, order="F")  # fast row max/sum in the loss
             loss_work = (np.empty(batch, self.dtype), np.empty(batch, self.dtype), np.empty(batch, np.float64))
-            self._buffers[batch] = (hidden, logits, loss_work)
+            self._buffers[batch] = (hidden, gradients, logits, loss_work)
         return self._buffers[batch]
 
 
