@@ -5,8 +5,9 @@ w1, b1, ..., wL, bL (w_i (n_{i-1}, n_i), b_i (n_i,), n_0 = 784 inputs, n_L = 10 
 (`flat_grads`, `grads`). An optimizer can therefore update all parameters as one array (a few NumPy calls per
 step instead of a few per tensor), or parameter by parameter through the named views: both see the same memory.
 
-For 784-h-10 with ReLU this runs exactly the operations, in the order, of the two-layer network it generalizes
-(tests/test_scratch_bytes.py holds it to a frozen copy of that code, byte for byte).
+For 784-h-10 with ReLU this runs exactly the operations of the two-layer network it generalizes, in its order but
+for two independent ones (a hidden layer's bias gradient now comes before its weight gradient, beside ReLU's
+backward); tests/test_scratch_bytes.py holds it to a frozen copy of that code, byte for byte, on both paths.
 """
 
 from __future__ import annotations
