@@ -17,7 +17,7 @@ from mnistbench.backends import make_backend
 from mnistbench.backends.scratch import make_optimizer
 from mnistbench.params import NetworkParams, load_params
 from mnistbench.scratch import fused as fused_kernels
-from mnistbench.scratch.activations import ACTIVATIONS, relu_backward, relu_forward
+from mnistbench.scratch.activations import ACTIVATIONS
 from mnistbench.scratch.layers import bias_activation, bias_relu_fused, hidden_passes
 from mnistbench.scratch.losses import softmax_cross_entropy, softmax_cross_entropy_fused
 from mnistbench.scratch.network import MLP
@@ -244,8 +244,8 @@ def layer_batch(rows: int, width: int, dtype: np.dtype, seed: int) -> tuple[np.n
 def test_fused_relu_passes_give_the_bits_of_the_reference(rows, width, dtype) -> None:
     pre, b, dout = layer_batch(rows, width, dtype, rows * width)
     built = fused_kernels.kernels()
-    reference_forward, reference_backward = hidden_passes("relu", relu_forward, relu_backward, None)
-    fused_forward, fused_backward = hidden_passes("relu", relu_forward, relu_backward, built)
+    reference_forward, reference_backward = hidden_passes("relu", None)
+    fused_forward, fused_backward = hidden_passes("relu", built)
     out, cache = reference_forward(pre.copy(), b)
     fused_out, fused_cache = fused_forward(pre.copy(), b)
     assert fused_out.tobytes() == out.tobytes() and fused_cache is fused_out
@@ -261,10 +261,11 @@ def test_fused_relu_passes_give_the_bits_of_the_reference(rows, width, dtype) ->
 
 def test_only_relu_takes_the_compiled_passes() -> None:
     built = fused_kernels.kernels()
-    assert hidden_passes("relu", relu_forward, relu_backward, built)[0].func is bias_relu_fused
+    assert hidden_passes("relu", built)[0].func is bias_relu_fused
     for name, (forward, backward) in ACTIVATIONS.items():
-        passes = hidden_passes(name, forward, backward, None if name == "relu" else built)
+        passes = hidden_passes(name, None if name == "relu" else built)
         assert passes[0].func is bias_activation and passes[0].keywords == {"forward": forward}, name
+        assert passes[1].keywords == {"backward": backward}, name
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

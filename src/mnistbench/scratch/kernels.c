@@ -215,6 +215,21 @@ static void release(Call *call) {
 
 static void *data(const Call *call, int k) { return call->held[k] ? call->views[k].buf : NULL; }
 
+/* The one-character struct format of a buffer ('f', 'd', 'q', ...), or '?' for any other. */
+static char format_of(const Py_buffer *view) {
+    return (view->format && strlen(view->format) == 1) ? view->format[0] : '?';
+}
+
+static bool is_float(const Py_buffer *view) {
+    char format = format_of(view);
+    return (format == 'f' && view->itemsize == 4) || (format == 'd' && view->itemsize == 8);
+}
+
+static bool overlaps(const Py_buffer *a, const Py_buffer *b) {
+    const char *x = a->buf, *y = b->buf;
+    return a->len && b->len && x < y + b->len && y < x + a->len;
+}
+
 /* Array k of the call from `object`; 0 on success, -1 with a Python error set. */
 static int acquire(Call *call, const Signature *sig, int k, PyObject *object) {
     const char *name = sig->names[k];
@@ -231,8 +246,8 @@ static int acquire(Call *call, const Signature *sig, int k, PyObject *object) {
         return -1;
     call->held[k] = true;
     Py_buffer *view = &call->views[k];
-    char type = (view->format && strlen(view->format) == 1) ? view->format[0] : '?';
-    if ((type != 'f' || view->itemsize != 4) && (type != 'd' || view->itemsize != 8)) {
+    char type = format_of(view);
+    if (!is_float(view)) {
         PyErr_Format(PyExc_TypeError, "%s: float32 or float64 elements are needed, not format '%s'", name,
                      view->format ? view->format : "B");
         return -1;
@@ -249,8 +264,7 @@ static int acquire(Call *call, const Signature *sig, int k, PyObject *object) {
         return -1;
     }
     for (int other = 0; other < k; other++) {
-        const char *a = view->buf, *b = call->views[other].buf;
-        if (call->held[other] && n && a < b + call->views[other].len && b < a + view->len) {
+        if (call->held[other] && overlaps(view, &call->views[other])) {
             PyErr_Format(PyExc_ValueError, "%s overlaps %s", name, sig->names[other]);
             return -1;
         }
@@ -451,9 +465,9 @@ static int acquire_batch(BatchCall *call, const BatchSignature *sig, int m, PyOb
     if (PyObject_GetBuffer(object, view, request) < 0)
         return -1;
     call->count = m + 1;
-    char format = (view->format && strlen(view->format) == 1) ? view->format[0] : '?';
+    char format = format_of(view);
     if (m == 0) {
-        if (view->ndim != 2 || ((format != 'f' || view->itemsize != 4) && (format != 'd' || view->itemsize != 8))) {
+        if (view->ndim != 2 || !is_float(view)) {
             PyErr_Format(PyExc_TypeError, "%s: a 2-D float32 or float64 array is needed", name);
             return -1;
         }
@@ -476,8 +490,7 @@ static int acquire_batch(BatchCall *call, const BatchSignature *sig, int m, PyOb
         return -1;
     }
     for (int other = 0; other < m; other++) {
-        const char *a = view->buf, *b = call->views[other].buf;
-        if (view->len && call->views[other].len && a < b + call->views[other].len && b < a + view->len) {
+        if (overlaps(view, &call->views[other])) {
             PyErr_Format(PyExc_ValueError, "%s overlaps %s", name, sig->names[other]);
             return -1;
         }

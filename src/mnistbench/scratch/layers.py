@@ -14,6 +14,8 @@ from types import ModuleType
 
 import numpy as np
 
+from mnistbench.scratch.activations import ACTIVATIONS
+
 DenseCache = tuple[np.ndarray, np.ndarray]
 HiddenCache = tuple[np.ndarray, np.ndarray, np.ndarray]
 # (pre (batch, n_out), b (n_out,)) -> (out, activation cache), pre overwritten by out
@@ -124,11 +126,11 @@ def relu_bias_backward_fused(dout: np.ndarray, cache: np.ndarray, db: np.ndarray
     return dout
 
 
-def hidden_passes(
-    activation: str, forward: Callable, backward: Callable, kernels: ModuleType | None
-) -> tuple[BiasActivation, ActivationBiasBackward]:
-    """(bias_activation, activation_bias_backward) for a hidden layer: the compiled ReLU passes where the kernels are
-    built and the activation is ReLU (the same bits), else the reference around `forward` and `backward`."""
+def hidden_passes(activation: str, kernels: ModuleType | None) -> tuple[BiasActivation, ActivationBiasBackward]:
+    """(bias_activation, activation_bias_backward) for a hidden layer of `activation` (a key of ACTIVATIONS): the
+    compiled ReLU passes where the kernels are built and the activation is ReLU (the same bits), else the reference
+    around the activation's forward and backward."""
+    forward, backward = ACTIVATIONS[activation]
     if kernels is not None and activation == "relu":
         return partial(bias_relu_fused, kernels=kernels), partial(relu_bias_backward_fused, kernels=kernels)
     return partial(bias_activation, forward=forward), partial(activation_bias_backward, backward=backward)

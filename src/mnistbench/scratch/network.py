@@ -16,7 +16,6 @@ from types import ModuleType
 
 import numpy as np
 
-from mnistbench.scratch.activations import ACTIVATIONS
 from mnistbench.scratch.layers import dense_backward, dense_forward, hidden_backward, hidden_forward, hidden_passes
 from mnistbench.scratch.losses import softmax_cross_entropy, softmax_cross_entropy_fused
 
@@ -53,9 +52,7 @@ class MLP:
         self.dtype = np.dtype(dtype)
         self.kernels = kernels
         self.n_layers = count_layers(weights)
-        self.activation_forward, self.activation_backward = ACTIVATIONS[activation]
-        self.bias_activation, self.activation_bias_backward = hidden_passes(
-            activation, self.activation_forward, self.activation_backward, kernels)
+        self.bias_activation, self.activation_bias_backward = hidden_passes(activation, kernels)
         # the output layer's bias passes on the Fortran-ordered logits buffer: compiled, or NumPy's (None)
         self.output_bias_add, self.output_bias_grad = (kernels.bias_add, kernels.bias_grad) if kernels else (None, None)
         names = param_names(self.n_layers)
