@@ -614,7 +614,8 @@ DEFINE_BATCH_FUNCTION(bias_grad, BIAS_GRAD, BUF(0), BUF(1))
             db[j] = 0;                                                                                           \
         for (Py_ssize_t i = 0; i < n; i++)                                                                       \
             for (Py_ssize_t j = 0; j < k; j++) {                                                                 \
-                T gradient = dout[i * k + j] * (out[i * k + j] > 0 ? (T)1 : (T)0);                               \
+                T mask = (T)(out[i * k + j] > 0); /* no ?: here: GCC turns one into a branch, unvectorized */     \
+                T gradient = dout[i * k + j] * mask;                                                             \
                 dout[i * k + j] = gradient;                                                                      \
                 db[j] = db[j] + gradient;                                                                        \
             }                                                                                                    \
