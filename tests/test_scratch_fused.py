@@ -214,6 +214,32 @@ def test_fused_loss_is_not_finite_where_the_reference_is_not() -> None:
         assert math.isnan(fused_loss) == math.isnan(reference_loss), value
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_fused_shift_gives_the_bits_of_the_reference_shift_for_nan_inf_and_signed_zeros(dtype) -> None:
+    """loss_shift's row maxima and shift against the reference's `logits - np.maximum.reduce(logits, axis=1)` and its
+    true-class gather, byte for byte: NaN (two payloads) and +-inf in the first, a middle and the last class, and
+    rows whose maximum is a tie of -0 and +0, in either order; 9 and 33 rows (the SIMD body and its tail)."""
+    for rows in (9, 33):
+        rng = np.random.default_rng(rows)
+        logits = rng.normal(size=(rows, 10)).astype(dtype)
+        quiet_nan = np.frombuffer(np.array(0x7FC00001 if dtype == np.float32 else 0x7FF8000000000001,
+                                           np.uint32 if dtype == np.float32 else np.uint64).tobytes(), dtype)[0]
+        logits[0, 0], logits[1, 4], logits[2, 9] = np.nan, quiet_nan, np.nan
+        logits[3, 0], logits[4, 5], logits[5, 9], logits[6, 2] = np.inf, -np.inf, np.inf, -np.inf
+        logits[7] = -1.0
+        logits[7, 3], logits[7, 6] = -0.0, 0.0
+        logits[8] = -1.0
+        logits[8, 3], logits[8, 6] = 0.0, -0.0
+        labels, logits = np.arange(rows) % 10, np.asfortranarray(logits)  # the reference's order: NumPy's
+        with np.errstate(invalid="ignore"):  # inf - inf                 # reduction follows the layout
+            expected = logits - np.maximum.reduce(logits, axis=1, keepdims=True)
+        shifted, true_shifted = logits.copy(order="F"), np.empty(rows, dtype)
+        with np.errstate(invalid="ignore"):
+            fused_kernels.kernels().loss_shift(shifted, labels, true_shifted)
+        assert shifted.tobytes(order="F") == expected.tobytes(order="F"), rows
+        assert true_shifted.tobytes() == expected[np.arange(rows), labels].tobytes(), rows
+
+
 def test_the_fused_loss_refuses_labels_that_are_not_classes() -> None:
     logits = np.zeros((4, 10), np.float32, order="F")
     with pytest.raises(IndexError, match="labels: 10 is not a class of 10"):

@@ -400,8 +400,9 @@ DEFINE_PAIRWISE_SUM(double)
         for (Py_ssize_t j = 1; j < k; j++)                                                                       \
             for (Py_ssize_t i = 0; i < n; i++) {                                                                 \
                 T value = logits[j * n + i];                                                                     \
-                if (value > row_max[i] || value != value) /* NaN propagates, as np.maximum */                   \
-                    row_max[i] = value;                                                                          \
+                /* as np.maximum(row_max, value): the first NaN propagates, a tie (-0, +0) gives value; a        \
+                 * select, not an if, so that the loop vectorizes */                                            \
+                row_max[i] = (row_max[i] > value || row_max[i] != row_max[i]) ? row_max[i] : value;              \
             }                                                                                                    \
         for (Py_ssize_t j = 0; j < k; j++)                                                                       \
             for (Py_ssize_t i = 0; i < n; i++)                                                                   \
