@@ -222,16 +222,17 @@ def test_the_fused_shift_gives_the_bits_of_the_reference_shift_for_nan_inf_and_s
     for rows in (9, 33):
         rng = np.random.default_rng(rows)
         logits = rng.normal(size=(rows, 10)).astype(dtype)
-        quiet_nan = np.frombuffer(np.array(0x7FC00001 if dtype == np.float32 else 0x7FF8000000000001,
-                                           np.uint32 if dtype == np.float32 else np.uint64).tobytes(), dtype)[0]
+        payload_bits = (np.uint32(0x7FC00001) if dtype == np.float32 else np.uint64(0x7FF8000000000001))
+        quiet_nan = payload_bits.view(dtype)  # a quiet NaN with a payload of 1
         logits[0, 0], logits[1, 4], logits[2, 9] = np.nan, quiet_nan, np.nan
         logits[3, 0], logits[4, 5], logits[5, 9], logits[6, 2] = np.inf, -np.inf, np.inf, -np.inf
         logits[7] = -1.0
         logits[7, 3], logits[7, 6] = -0.0, 0.0
         logits[8] = -1.0
         logits[8, 3], logits[8, 6] = 0.0, -0.0
-        labels, logits = np.arange(rows) % 10, np.asfortranarray(logits)  # the reference's order: NumPy's
-        with np.errstate(invalid="ignore"):  # inf - inf                 # reduction follows the layout
+        # Fortran-ordered, as the network's logits: NumPy's reduction (and so its tie and NaN order) follows the layout
+        labels, logits = np.arange(rows) % 10, np.asfortranarray(logits)
+        with np.errstate(invalid="ignore"):  # inf - inf
             expected = logits - np.maximum.reduce(logits, axis=1, keepdims=True)
         shifted, true_shifted = logits.copy(order="F"), np.empty(rows, dtype)
         with np.errstate(invalid="ignore"):
