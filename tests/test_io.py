@@ -25,6 +25,13 @@ def test_equal_arrays_give_identical_files(tmp_path):
     assert (tmp_path / "first.npz").read_bytes() == (tmp_path / "second.npz").read_bytes()
 
 
+def test_a_pickled_member_is_refused_without_being_unpickled(tmp_path):
+    path = tmp_path / "pickled.npz"
+    np.savez(path, bad=np.array([{"a": 1}], dtype=object))  # NumPy's own writer pickles object arrays
+    with pytest.raises(DamagedFileError, match=r"unreadable array data: Object arrays cannot be loaded"):
+        load_npz(path)
+
+
 def test_object_arrays_are_refused_and_nothing_is_written(tmp_path):
     with pytest.raises(MnistbenchError, match="dtype object"):
         save_npz(tmp_path / "bad.npz", {"bad": np.array([{"a": 1}], dtype=object)})
